@@ -1,0 +1,37 @@
+# Client Manager — build, run, test.
+# Only Go is assumed installed; every tool below is fetched through the Go toolchain.
+
+GO          ?= go
+BIN         := bin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BUF         := github.com/bufbuild/buf/cmd/buf@v1.75.0
+BINARIES    := runtime client-manager agent
+TEST_TIMEOUT ?= 9m
+
+.PHONY: all build run test lint proto clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	@for b in $(BINARIES); do \
+		if [ -d cmd/$$b ]; then $(GO) build -o $(BIN)/$$b ./cmd/$$b || exit 1; fi; \
+	done
+
+# Starts the runtime on 127.0.0.1:8000; it launches the client manager on :10000.
+run: build
+	RUNTIME_PLUGINS_DIR=$${RUNTIME_PLUGINS_DIR:-plugins} ./$(BIN)/runtime
+
+test: build
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+proto:
+	cd pkg/pluginproto && $(GO) run $(BUF) generate
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,47 @@
+package cmservice
+
+import (
+	"context"
+	"os"
+
+	"github.com/home-console/client-manager/pkg/pluginproto"
+)
+
+// Plugin exposes a Service to the runtime through the plugin contract.
+type Plugin struct {
+	Service *Service
+}
+
+var _ pluginproto.Plugin = (*Plugin)(nil)
+
+// Describe implements [pluginproto.Plugin].
+func (p *Plugin) Describe(context.Context) (pluginproto.Description, error) {
+	return pluginproto.Description{
+		Name:        "client_manager",
+		Version:     Version,
+		Description: "Remote agents over WebSocket and an operator REST API",
+		InstanceID:  p.Service.InstanceID(),
+		PID:         os.Getpid(),
+	}, nil
+}
+
+// Start implements [pluginproto.Plugin]. The configuration comes from the
+// environment; cfg is accepted for forward compatibility and ignored.
+func (p *Plugin) Start(ctx context.Context, _ map[string]string) (string, error) {
+	return p.Service.Start(ctx)
+}
+
+// Stop implements [pluginproto.Plugin].
+func (p *Plugin) Stop(ctx context.Context, reason string) error {
+	return p.Service.Stop(ctx, reason)
+}
+
+// Health implements [pluginproto.Plugin].
+func (p *Plugin) Health(context.Context) (pluginproto.Health, error) {
+	st := p.Service.State()
+	return pluginproto.Health{
+		Ready:   st == StateReady,
+		Status:  string(st),
+		Details: map[string]string{"addr": p.Service.Addr(), "instance_id": p.Service.InstanceID()},
+	}, nil
+}

@@ -1,0 +1,173 @@
+// Package cmservice runs the client manager's HTTP service: it binds the
+// listener, serves the health endpoints and the APIs, and drains on stop.
+// The same Service backs both modes of the binary: launched by the runtime
+// (see [Plugin]) and standalone.
+package cmservice
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Version is the client manager's version.
+const Version = "0.1.0"
+
+// Config is the client manager's configuration.
+type Config struct {
+	// Host and Port are the HTTP listen address. Port 0 picks a free port.
+	Host string
+	Port int
+	// DataDir holds the store and the bootstrap token.
+	DataDir string
+}
+
+// State is where a Service is in its life.
+type State string
+
+// States of a Service.
+const (
+	StateNew      State = "new"
+	StateStarting State = "starting"
+	StateReady    State = "ready"
+	StateDraining State = "draining"
+	StateStopped  State = "stopped"
+)
+
+// Service is the client manager's HTTP service. Its methods are safe for
+// concurrent use.
+type Service struct {
+	cfg        Config
+	log        *slog.Logger
+	instanceID string
+	startedAt  time.Time
+
+	mu    sync.Mutex
+	state State
+	addr  string
+	srv   *http.Server
+	done  chan struct{} // closed when Stop has finished
+}
+
+// New returns a Service that is not yet serving.
+func New(cfg Config, log *slog.Logger) *Service {
+	return &Service{
+		cfg:        cfg,
+		log:        log,
+		instanceID: newInstanceID(),
+		state:      StateNew,
+		done:       make(chan struct{}),
+	}
+}
+
+// InstanceID is unique to this process start.
+func (s *Service) InstanceID() string { return s.instanceID }
+
+// State returns the current state.
+func (s *Service) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Addr returns the address the service listens on, "" before Start.
+func (s *Service) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Done is closed once Stop has completed.
+func (s *Service) Done() <-chan struct{} { return s.done }
+
+// Start binds the listener and serves in the background. It returns the
+// bound address. Calling Start on a started Service returns its address;
+// a stopped Service cannot be started again.
+func (s *Service) Start(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case StateStarting, StateReady:
+		return s.addr, nil
+	case StateDraining, StateStopped:
+		return "", errors.New("client manager: service already stopped")
+	}
+	s.state = StateStarting
+
+	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		s.state = StateNew
+		return "", fmt.Errorf("client manager: listen on %s: %w", addr, err)
+	}
+	s.addr = ln.Addr().String()
+	s.startedAt = time.Now()
+	s.srv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "err", err)
+		}
+	}()
+	s.state = StateReady
+	s.log.Info("client manager serving", "addr", s.addr, "instance_id", s.instanceID)
+	return s.addr, nil
+}
+
+// Stop drains: readiness turns 503, in-flight requests finish until ctx's
+// deadline, then the listener is closed. Stop is idempotent; later calls
+// wait for the first to finish.
+func (s *Service) Stop(ctx context.Context, reason string) error {
+	s.mu.Lock()
+	switch s.state {
+	case StateDraining, StateStopped:
+		s.mu.Unlock()
+		select {
+		case <-s.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case StateNew:
+		s.state = StateStopped
+		s.mu.Unlock()
+		close(s.done)
+		return nil
+	}
+	s.state = StateDraining
+	srv := s.srv
+	s.mu.Unlock()
+
+	s.log.Info("client manager draining", "reason", reason)
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		_ = srv.Close()
+	}
+	s.mu.Lock()
+	s.state = StateStopped
+	s.mu.Unlock()
+	close(s.done)
+	s.log.Info("client manager stopped")
+	if err != nil {
+		return fmt.Errorf("client manager: drain: %w", err)
+	}
+	return nil
+}
+
+func newInstanceID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,44 @@
+// Package httpjson writes the JSON error envelope every HTTP API of the
+// project uses: {"error":{"code":"...","message":"..."}}.
+package httpjson
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
+
+// ErrorBody is the error envelope.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is a machine-readable code and a human-readable message.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error aborts the request with status and the error envelope.
+func Error(c *gin.Context, status int, code, message string) {
+	c.AbortWithStatusJSON(status, ErrorBody{Error: ErrorDetail{Code: code, Message: message}})
+}
+
+// NewEngine returns a gin engine in release mode with no default middleware
+// except panic recovery that answers with the JSON envelope, and JSON 404/405
+// handlers. It never writes to stdout.
+func NewEngine() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, _ any) {
+		Error(c, http.StatusInternalServerError, "internal", "internal server error")
+	}))
+	e.NoRoute(func(c *gin.Context) {
+		Error(c, http.StatusNotFound, "not_found", "no route for "+c.Request.Method+" "+c.Request.URL.Path)
+	})
+	e.NoMethod(func(c *gin.Context) {
+		Error(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+	return e
+}
