@@ -1,0 +1,84 @@
+package fleet
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the durable state of the client manager. Implementations are
+// safe for concurrent use; every method is one transaction.
+type Store interface {
+	AgentStore
+	TokenStore
+	CommandStore
+	AuditStore
+	// Close releases the store.
+	Close() error
+}
+
+// AgentStore keeps enrolled agents and their credential hashes.
+type AgentStore interface {
+	// CreateAgent stores a new agent with the hash of its secret.
+	CreateAgent(ctx context.Context, a Agent, secretHash []byte) error
+	// Agent returns one agent, or ErrNotFound.
+	Agent(ctx context.Context, id string) (Agent, error)
+	// AgentSecretHash returns the stored hash of the agent's secret and
+	// whether it is revoked, or ErrNotFound.
+	AgentSecretHash(ctx context.Context, id string) (hash []byte, revoked bool, err error)
+	// TouchAgent records a connection: facts, address and time.
+	TouchAgent(ctx context.Context, id string, facts AgentFacts, addr string, at time.Time) error
+	// SeenAgent updates only the last-seen time (heartbeats, disconnects).
+	SeenAgent(ctx context.Context, id string, at time.Time) error
+	// ListAgents returns the page selected by f and the total matching.
+	ListAgents(ctx context.Context, f AgentFilter) ([]Agent, int, error)
+	// RevokeAgent marks the agent revoked, or ErrNotFound.
+	RevokeAgent(ctx context.Context, id string, at time.Time) error
+}
+
+// TokenStore keeps enrollment tokens.
+type TokenStore interface {
+	// CreateEnrollmentToken stores t (ID and Hash set by the caller).
+	CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) error
+	// UseEnrollmentToken atomically spends one use of the token whose hash
+	// is hash, or returns ErrTokenInvalid if it is unknown, expired at now,
+	// or used up.
+	UseEnrollmentToken(ctx context.Context, hash []byte, now time.Time) (EnrollmentToken, error)
+	// ListEnrollmentTokens returns all tokens, newest first.
+	ListEnrollmentTokens(ctx context.Context) ([]EnrollmentToken, error)
+	// DeleteEnrollmentToken removes a token, or ErrNotFound.
+	DeleteEnrollmentToken(ctx context.Context, id string) error
+}
+
+// CommandStore keeps commands. A command reaches exactly one terminal
+// state: transitions out of a terminal state return ErrAlreadyFinal.
+type CommandStore interface {
+	// CreateCommand stores a new command (ID set by the caller).
+	CreateCommand(ctx context.Context, c Command) error
+	// Command returns one command, or ErrNotFound.
+	Command(ctx context.Context, id string) (Command, error)
+	// MarkDispatched moves a live command to dispatched and counts an
+	// attempt.
+	MarkDispatched(ctx context.Context, id string, at time.Time) error
+	// MarkRunning moves a live command to running.
+	MarkRunning(ctx context.Context, id string) error
+	// FinishCommand applies a terminal result once; later calls return
+	// ErrAlreadyFinal and change nothing.
+	FinishCommand(ctx context.Context, id string, r CommandResult) error
+	// ListCommands returns the page selected by f (newest first) and the
+	// total matching.
+	ListCommands(ctx context.Context, f CommandFilter) ([]Command, int, error)
+	// LiveCommands returns an agent's non-terminal commands, oldest first
+	// (for delivery on connect). An empty clientID means every agent.
+	LiveCommands(ctx context.Context, clientID string) ([]Command, error)
+	// ExpireCommands finishes queued commands whose ExpiresAt is before now
+	// as expired, and returns them.
+	ExpireCommands(ctx context.Context, now time.Time) ([]Command, error)
+	// PruneCommands deletes terminal commands finished before cutoff.
+	PruneCommands(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// AuditStore appends to and reads the audit log.
+type AuditStore interface {
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, int, error)
+}
