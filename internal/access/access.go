@@ -1,0 +1,164 @@
+// Package access decides who may call the operator API: it authenticates a
+// request (bearer token, or the loopback exemption when no token exists) and
+// checks the caller's role.
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/home-console/client-manager/internal/httpjson"
+)
+
+// Role is what an operator may do. Roles are ordered: each includes the
+// ones before it.
+type Role int
+
+// Roles.
+const (
+	// RoleViewer reads.
+	RoleViewer Role = iota + 1
+	// RoleOperator also runs and cancels commands.
+	RoleOperator
+	// RoleAdmin also manages enrollment tokens, agents and operator tokens.
+	RoleAdmin
+)
+
+// String returns the role's name.
+func (r Role) String() string {
+	switch r {
+	case RoleViewer:
+		return "viewer"
+	case RoleOperator:
+		return "operator"
+	case RoleAdmin:
+		return "admin"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// ParseRole parses "viewer", "operator" or "admin".
+func ParseRole(s string) (Role, error) {
+	for _, r := range []Role{RoleViewer, RoleOperator, RoleAdmin} {
+		if r.String() == s {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown role %q: want viewer, operator or admin", s)
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	// Name identifies the caller in the audit log: a token's name, or
+	// "loopback".
+	Name string
+	Role Role
+	// Source is the caller's address.
+	Source string
+}
+
+// ErrInvalidToken means a bearer token is unknown, expired or revoked.
+var ErrInvalidToken = errors.New("invalid, expired or revoked token")
+
+// Tokens authenticates operator bearer tokens.
+type Tokens interface {
+	// Authenticate returns the principal for token or ErrInvalidToken.
+	Authenticate(ctx context.Context, token string) (Principal, error)
+	// Configured reports whether any operator token exists; while none
+	// does, loopback callers are served without one.
+	Configured(ctx context.Context) (bool, error)
+}
+
+const principalKey = "access.principal"
+
+// Authenticate returns middleware that sets the caller's Principal or
+// answers 401. With no token configured, callers whose peer address is
+// loopback are admins and everyone else gets 401 saying how to configure a
+// token. Requests carrying a token are always checked against it.
+func Authenticate(tokens Tokens) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		source := PeerIP(c.Request)
+		if c.Request.Header.Get("Authorization") != "" {
+			token, ok := bearer(c.Request)
+			if !ok {
+				httpjson.Error(c, http.StatusUnauthorized, "unauthorized", "Authorization must be: Bearer <token>")
+				return
+			}
+			p, err := tokens.Authenticate(c.Request.Context(), token)
+			if err != nil {
+				httpjson.Error(c, http.StatusUnauthorized, "unauthorized", "bearer token is invalid, expired or revoked")
+				return
+			}
+			p.Source = source
+			c.Set(principalKey, p)
+			return
+		}
+		configured, err := tokens.Configured(c.Request.Context())
+		if err != nil {
+			httpjson.Error(c, http.StatusServiceUnavailable, "unavailable", "cannot check operator tokens")
+			return
+		}
+		if !configured && isLoopback(source) {
+			c.Set(principalKey, Principal{Name: "loopback", Role: RoleAdmin, Source: source})
+			return
+		}
+		msg := "missing bearer token: send Authorization: Bearer <token>"
+		if !configured {
+			msg = "no operator token is configured, so only loopback callers are served; " +
+				"create one on the server host (POST /api/tokens from localhost) and send Authorization: Bearer <token>"
+		}
+		httpjson.Error(c, http.StatusUnauthorized, "unauthorized", msg)
+	}
+}
+
+// Require returns middleware that answers 403 unless the caller has at
+// least role min. It must run after Authenticate.
+func Require(min Role) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, ok := From(c)
+		if !ok || p.Role < min {
+			httpjson.Error(c, http.StatusForbidden, "forbidden", "this action needs the "+min.String()+" role")
+			return
+		}
+	}
+}
+
+// From returns the request's principal, set by Authenticate.
+func From(c *gin.Context) (Principal, bool) {
+	v, ok := c.Get(principalKey)
+	if !ok {
+		return Principal{}, false
+	}
+	p, ok := v.(Principal)
+	return p, ok
+}
+
+// PeerIP returns the IP of the TCP peer. Forwarding headers are never
+// trusted here.
+func PeerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func isLoopback(ip string) bool {
+	parsed := net.ParseIP(ip)
+	return parsed != nil && parsed.IsLoopback()
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}

@@ -1,0 +1,136 @@
+// Package metrics exposes the client manager's metrics in the Prometheus
+// text exposition format. Counters are fed from the event bus and by
+// middleware; gauges are read from callbacks at scrape time.
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/home-console/client-manager/internal/events"
+)
+
+// Registry holds the metrics. Its methods are safe for concurrent use.
+type Registry struct {
+	mu       sync.Mutex
+	counters map[string]map[string]float64 // name -> label set -> value
+	help     map[string]string
+	gauges   []gauge
+}
+
+type gauge struct {
+	name, help string
+	read       func() float64
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{counters: make(map[string]map[string]float64), help: make(map[string]string)}
+}
+
+// Gauge registers a gauge read by fn at scrape time.
+func (r *Registry) Gauge(name, help string, fn func() float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gauges = append(r.gauges, gauge{name: name, help: help, read: fn})
+}
+
+// Add adds v to the counter name with the given label pairs
+// ("key", "value", ...).
+func (r *Registry) Add(name, help string, v float64, labels ...string) {
+	key := labelSet(labels)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.counters[name]
+	if !ok {
+		m = make(map[string]float64)
+		r.counters[name] = m
+		r.help[name] = help
+	}
+	m[key] += v
+}
+
+// Follow counts bus events until ctx ends: events by type, and finished
+// commands by status.
+func (r *Registry) Follow(ctx context.Context, bus *events.Bus) {
+	sub := bus.Subscribe(4096)
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-sub.C:
+			r.Add("cm_events_total", "Events published, by type.", 1, "type", e.Type)
+			if st, ok := finishedStatus(e); ok {
+				r.Add("cm_commands_finished_total", "Commands that reached a terminal state, by status.", 1, "status", st)
+			}
+		}
+	}
+}
+
+// finishedStatus reads the status from a command.finished event whose
+// Data carries a Status() string or a "status" field.
+func finishedStatus(e events.Event) (string, bool) {
+	if e.Type != events.CommandFinished {
+		return "", false
+	}
+	switch d := e.Data.(type) {
+	case interface{ FinishedStatus() string }:
+		return d.FinishedStatus(), true
+	case map[string]any:
+		s, ok := d["status"].(string)
+		return s, ok
+	}
+	return "unknown", true
+}
+
+// ServeHTTP writes every metric in the Prometheus text format.
+func (r *Registry) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	r.write(w)
+}
+
+func (r *Registry) write(w io.Writer) {
+	r.mu.Lock()
+	gauges := append([]gauge(nil), r.gauges...)
+	names := make([]string, 0, len(r.counters))
+	for n := range r.counters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", n, r.help[n], n)
+		keys := make([]string, 0, len(r.counters[n]))
+		for k := range r.counters[n] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "%s%s %s\n", n, k, strconv.FormatFloat(r.counters[n][k], 'g', -1, 64))
+		}
+	}
+	r.mu.Unlock()
+	for _, g := range gauges {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %s\n", g.name, g.help, g.name, g.name,
+			strconv.FormatFloat(g.read(), 'g', -1, 64))
+	}
+}
+
+func labelSet(pairs []string) string {
+	if len(pairs) == 0 {
+		return ""
+	}
+	s := "{"
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if i > 0 {
+			s += ","
+		}
+		s += pairs[i] + "=" + strconv.Quote(pairs[i+1])
+	}
+	return s + "}"
+}
