@@ -1,0 +1,112 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/home-console/client-manager/internal/manifest"
+)
+
+// Group is the set of supervisors of one plugins directory.
+type Group struct {
+	log    *slog.Logger
+	order  []string // start order
+	byName map[string]*Supervisor
+	names  []string // sorted
+	wg     sync.WaitGroup
+}
+
+// NewGroup returns a supervisor for every plugin of set, none running yet.
+func NewGroup(set *manifest.Set, opts Options, log *slog.Logger) *Group {
+	g := &Group{log: log, order: set.StartOrder(), byName: make(map[string]*Supervisor)}
+	for _, e := range set.Entries {
+		g.byName[e.Name] = New(e, opts, log, g.state)
+		g.names = append(g.names, e.Name)
+	}
+	slices.Sort(g.names)
+	return g
+}
+
+func (g *Group) state(name string) (State, bool) {
+	s, ok := g.byName[name]
+	if !ok {
+		return "", false
+	}
+	return s.Snapshot().State, true
+}
+
+// Get returns the supervisor of the named plugin.
+func (g *Group) Get(name string) (*Supervisor, error) {
+	s, ok := g.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownPlugin, name)
+	}
+	return s, nil
+}
+
+// List returns a snapshot of every plugin, sorted by name.
+func (g *Group) List() []Snapshot {
+	out := make([]Snapshot, 0, len(g.names))
+	for _, n := range g.names {
+		out = append(out, g.byName[n].Snapshot())
+	}
+	return out
+}
+
+// Run starts every supervisor's loop; they stop when ctx ends. Wait
+// waits for them.
+func (g *Group) Run(ctx context.Context) {
+	for _, s := range g.byName {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			s.Run(ctx)
+		}()
+	}
+}
+
+// Wait blocks until every loop started by Run has returned.
+func (g *Group) Wait() { g.wg.Wait() }
+
+// StartAll starts the enabled, valid plugins in dependency order, each
+// once its dependencies run. A plugin whose dependency did not come up
+// stays stopped with the reason as its last error. It returns when every
+// plugin is running or has failed, or ctx ends.
+func (g *Group) StartAll(ctx context.Context) {
+	for _, name := range g.order {
+		s := g.byName[name]
+		if s.Snapshot().State != StateStopped {
+			continue
+		}
+		if why := s.unmetDependency(); why != "" {
+			s.update(func(sn *Snapshot) { sn.LastError = "not started: " + why })
+			g.log.Warn("plugin not started", "plugin", name, "reason", why)
+			continue
+		}
+		snap, err := s.Start(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil || snap.State != StateRunning {
+			g.log.Error("plugin did not start", "plugin", name, "state", snap.State, "err", err, "last_error", snap.LastError)
+		}
+	}
+}
+
+// StopAll stops every plugin in reverse dependency order, each within its
+// stop timeout. When ctx ends, the plugins still running are killed with
+// their process groups at once.
+func (g *Group) StopAll(ctx context.Context) {
+	for _, name := range slices.Backward(g.order) {
+		s := g.byName[name]
+		_, err := s.Stop(ctx)
+		var te *TransitionError
+		if err != nil && !errors.As(err, &te) {
+			g.log.Error("stopping plugin", "plugin", name, "err", err)
+		}
+	}
+}

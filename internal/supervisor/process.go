@@ -1,0 +1,213 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
+
+	"github.com/home-console/client-manager/pkg/pluginproto"
+)
+
+// instance is one plugin process under supervision.
+type instance struct {
+	client *plugin.Client
+	// cmd is the launched command; its ProcessState may only be read once
+	// client.Kill has returned.
+	cmd    *exec.Cmd
+	pid    int
+	plugin pluginproto.Plugin
+	desc   pluginproto.Description
+	addr   string
+	// kill sends SIGKILL to the process group unless the process has
+	// already been reaped.
+	kill context.CancelFunc
+}
+
+// launch verifies the binary and starts the plugin process in its own
+// process group, returning once go-plugin's handshake has completed. The
+// process keeps the runtime's working directory, so relative paths in its
+// configuration mean what they would for a process started by hand.
+func (s *Supervisor) launch(ctx context.Context) (*instance, error) {
+	if err := verifyChecksum(s.man.Command, s.man.SHA256); err != nil {
+		return nil, err
+	}
+	procCtx, kill := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(procCtx, s.man.Command, s.man.Args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Env = s.environ()
+
+	cfg := pluginproto.NewClientConfig(cmd, newHCLogger(s.log), newLineLogger(s.log, "stdio"))
+	cfg.Stderr = newLineLogger(s.log, "stderr")
+	cfg.SkipHostEnv = true // cmd.Env already holds it, with the manifest's env winning
+	cfg.StartTimeout = s.opts.StartupTimeout
+	inst := &instance{client: plugin.NewClient(cfg), cmd: cmd, kill: kill}
+
+	stop := context.AfterFunc(ctx, kill)
+	defer stop()
+	if _, err := inst.client.Start(); err != nil {
+		s.reap(inst)
+		if ctx.Err() != nil {
+			return inst, fmt.Errorf("launch %s: %w", s.man.Command, context.Cause(ctx))
+		}
+		return inst, fmt.Errorf("launch %s: %w", s.man.Command, err)
+	}
+	inst.pid = inst.client.ReattachConfig().Pid
+	return inst, nil
+}
+
+// environ is the runtime's environment plus the manifest's env.
+func (s *Supervisor) environ() []string {
+	env := os.Environ()
+	for _, k := range slices.Sorted(maps.Keys(s.man.Env)) {
+		env = append(env, k+"="+s.man.Env[k])
+	}
+	return env
+}
+
+// connect dispenses the plugin from a connected client and describes it.
+func (s *Supervisor) connect(ctx context.Context, inst *instance) error {
+	p, err := pluginproto.Dispense(inst.client)
+	if err != nil {
+		return err
+	}
+	inst.plugin = p
+	if inst.desc, err = p.Describe(ctx); err != nil {
+		return err
+	}
+	if inst.desc.Name != s.man.Name {
+		s.log.Warn("plugin describes itself under another name", "described_name", inst.desc.Name)
+	}
+	return nil
+}
+
+// begin calls Start and waits until the plugin is ready: Health says so
+// and its HTTP address accepts TCP connections.
+func (s *Supervisor) begin(ctx context.Context, inst *instance) error {
+	addr, err := inst.plugin.Start(ctx, nil)
+	if err != nil {
+		return err
+	}
+	inst.addr = addr
+	s.update(func(sn *Snapshot) { sn.HTTPAddress = addr })
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	last := errors.New("no health answer yet")
+	for {
+		if last = s.readiness(ctx, inst); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready within %s: %w", s.opts.StartupTimeout, last)
+		case <-tick.C:
+		}
+	}
+}
+
+// readiness returns nil if the plugin is ready to serve, else why not.
+func (s *Supervisor) readiness(ctx context.Context, inst *instance) error {
+	h, err := inst.plugin.Health(ctx)
+	if err != nil {
+		return err
+	}
+	s.update(func(sn *Snapshot) { sn.Health = Health(h) })
+	if !h.Ready {
+		return fmt.Errorf("health not ready (status %q)", h.Status)
+	}
+	if inst.addr == "" {
+		return nil
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", dialable(inst.addr))
+	if err != nil {
+		return fmt.Errorf("http address %s: %w", inst.addr, err)
+	}
+	return conn.Close()
+}
+
+// reap waits until go-plugin has reaped the process, kills whatever is
+// left of its process group and returns how the process ended (nil if it
+// never started).
+func (s *Supervisor) reap(inst *instance) *Exit {
+	inst.client.Kill()
+	inst.kill()
+	if inst.cmd.Process == nil {
+		return nil
+	}
+	if err := signalGroup(inst.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		s.log.Warn("cleaning up the process group", "err", err)
+	}
+	return exitOf(inst.cmd.ProcessState)
+}
+
+// exitOf converts a process state to an Exit.
+func exitOf(ps *os.ProcessState) *Exit {
+	if ps == nil {
+		return nil
+	}
+	e := &Exit{Code: ps.ExitCode(), Time: time.Now().UTC()}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		e.SignalNumber = int(ws.Signal())
+		e.Signal = unix.SignalName(ws.Signal())
+	}
+	return e
+}
+
+// signalGroup sends sig to the process group led by pid. A group that no
+// longer exists is not an error.
+func signalGroup(pid int, sig syscall.Signal) error {
+	if pid <= 0 {
+		return nil
+	}
+	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %s to process group %d: %w", unix.SignalName(sig), pid, err)
+	}
+	return nil
+}
+
+// verifyChecksum checks the SHA-256 of the file at path against want, a
+// lower-case hex digest; an empty want checks nothing.
+func verifyChecksum(path, want string) error {
+	if want == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("checksum: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("checksum: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("checksum mismatch for %s: manifest sha256 %s, file has %s", path, want, got)
+	}
+	return nil
+}
+
+// dialable turns a listen address on all interfaces into one on loopback.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}

@@ -1,0 +1,191 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/home-console/client-manager/internal/manifest"
+)
+
+// errStopRequested ends a launch that an operator's stop overtook.
+var errStopRequested = errors.New("stop requested")
+
+// ending is how one run of the plugin ended.
+type ending struct {
+	exit *Exit
+	// err is why the run ended against the operator's wish; nil for a
+	// requested stop or a clean exit.
+	err error
+	// stopped is set when the run ended because a stop was requested.
+	stopped bool
+}
+
+// failure reports whether the run counts as a failure for the
+// on-failure and never policies.
+func (e ending) failure() bool {
+	return e.err != nil || (e.exit != nil && e.exit.Code != 0)
+}
+
+// serve launches the plugin and keeps it running by its restart policy
+// until a stop is requested, the policy gives up, or ctx ends.
+func (s *Supervisor) serve(ctx context.Context) {
+	for {
+		end := s.runOnce(ctx)
+		s.update(func(sn *Snapshot) {
+			sn.PID, sn.InstanceID, sn.HTTPAddress, sn.Health = 0, "", "", Health{}
+			if end.exit != nil {
+				sn.LastExit = end.exit
+			}
+			if end.err != nil {
+				sn.LastError = end.err.Error()
+			}
+		})
+		if end.stopped || !s.wantsRunning() || ctx.Err() != nil {
+			s.setState(StateStopped, "")
+			return
+		}
+		delay, reason, again := s.planRestart(end)
+		if !again {
+			s.mu.Lock()
+			s.wanted = false
+			s.mu.Unlock()
+			st := StateStopped
+			if end.failure() {
+				st = StateFailed
+			}
+			s.setState(st, reason)
+			return
+		}
+		if !s.backoff(ctx, delay, reason) {
+			s.setState(StateStopped, "")
+			return
+		}
+	}
+}
+
+// runOnce starts one instance and watches it until it ends.
+func (s *Supervisor) runOnce(ctx context.Context) ending {
+	inst, err := s.startInstance(ctx)
+	if err != nil {
+		end := ending{err: err}
+		if inst != nil {
+			end.exit = s.reap(inst)
+		}
+		if errors.Is(err, errStopRequested) {
+			end.err, end.stopped = nil, true
+		}
+		return end
+	}
+	return s.watch(ctx, inst)
+}
+
+// startInstance launches and connects the plugin and waits until it is
+// ready, within the startup timeout. On error the returned instance, if
+// any, still has to be reaped.
+func (s *Supervisor) startInstance(ctx context.Context) (*instance, error) {
+	actx, cancel := context.WithTimeoutCause(ctx, s.opts.StartupTimeout,
+		fmt.Errorf("startup timeout of %s exceeded", s.opts.StartupTimeout))
+	defer cancel()
+	s.mu.Lock()
+	s.cancelAttempt = cancel
+	wanted := s.wanted
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.cancelAttempt = nil
+		s.mu.Unlock()
+	}()
+	if !wanted {
+		return nil, errStopRequested
+	}
+	s.setState(StateStarting, "")
+	inst, err := s.launch(actx)
+	if err == nil {
+		s.update(func(sn *Snapshot) { sn.PID = inst.pid })
+		stop := context.AfterFunc(actx, inst.kill)
+		err = s.connect(actx, inst)
+		if err == nil {
+			err = s.begin(actx, inst)
+		}
+		stop()
+	}
+	if err != nil {
+		if !s.wantsRunning() {
+			return inst, errStopRequested
+		}
+		return inst, err
+	}
+	s.update(func(sn *Snapshot) {
+		sn.InstanceID, sn.StartedAt = inst.desc.InstanceID, time.Now().UTC()
+		sn.State, sn.Reason = StateRunning, ""
+	})
+	s.log.Info("plugin running", "pid", inst.pid, "http_address", inst.addr, "instance_id", inst.desc.InstanceID)
+	return inst, nil
+}
+
+// planRestart applies the restart policy to a run that ended on its own.
+// It returns the delay before the next launch, or again=false and the
+// reason the plugin stays down.
+func (s *Supervisor) planRestart(end ending) (delay time.Duration, reason string, again bool) {
+	pol := s.man.Restart
+	what := "exited cleanly"
+	if end.err != nil {
+		what = end.err.Error()
+	} else if end.exit != nil {
+		what = end.exit.String()
+	}
+	switch {
+	case pol.Policy == manifest.PolicyNever:
+		return 0, "restart policy never: " + what, false
+	case pol.Policy == manifest.PolicyOnFailure && !end.failure():
+		return 0, "restart policy on-failure: " + what, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	recent := s.restartTimes[:0]
+	for _, t := range s.restartTimes {
+		if now.Sub(t) < pol.Window {
+			recent = append(recent, t)
+		}
+	}
+	s.restartTimes = recent
+	if len(recent) >= pol.MaxRestarts {
+		return 0, fmt.Sprintf("gave up after %d restarts within %s; last: %s", len(recent), pol.Window, what), false
+	}
+	delay = pol.InitialBackoff
+	for range recent {
+		if delay *= 2; delay >= pol.MaxBackoff {
+			delay = pol.MaxBackoff
+			break
+		}
+	}
+	return delay, what, true
+}
+
+// backoff waits delay in the restarting state, then counts the restart.
+// It returns false if a stop was requested or ctx ended meanwhile.
+func (s *Supervisor) backoff(ctx context.Context, delay time.Duration, reason string) bool {
+	s.setState(StateRestarting, reason)
+	s.log.Info("restarting plugin", "in", delay, "after", reason)
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.wake:
+			if !s.wantsRunning() {
+				return false
+			}
+		case <-t.C:
+			s.mu.Lock()
+			s.restartTimes = append(s.restartTimes, time.Now())
+			s.mu.Unlock()
+			s.update(func(sn *Snapshot) { sn.Restarts++ })
+			return true
+		}
+	}
+}

@@ -1,0 +1,258 @@
+// Package supervisor runs plugins as separate OS processes through
+// hashicorp/go-plugin and keeps them in the state an operator asked for.
+//
+// Each plugin has one [Supervisor]: a goroutine ([Supervisor.Run]) that
+// launches the process, waits until it is ready, watches it (process exit
+// polled every 100 ms, Health RPC every 2 s), restarts it by its manifest's
+// restart policy and stops it gracefully, escalating to signals for the
+// whole process group. A [Group] holds the supervisors of one plugins
+// directory and starts and stops them in dependency order.
+//
+// Starting a plugin is split in two steps: launching the process (which
+// yields a connected go-plugin client) and connecting to the plugin behind
+// it (Describe, Start, readiness). Only the first step depends on the
+// process having been started by this runtime.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/home-console/client-manager/internal/manifest"
+)
+
+// Options tune every supervisor of a runtime. Zero fields take defaults.
+type Options struct {
+	// StartupTimeout bounds one launch: handshake, Start RPC and readiness
+	// (default 30s).
+	StartupTimeout time.Duration
+	// HealthInterval is the period of the Health RPC while running
+	// (default 2s); each call times out after the same period.
+	HealthInterval time.Duration
+	// HealthFailures consecutive failed Health RPCs make the supervisor
+	// treat the plugin as crashed (default 3).
+	HealthFailures int
+	// KillGrace is how long a process group gets between SIGTERM and
+	// SIGKILL (default 2s).
+	KillGrace time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.StartupTimeout <= 0 {
+		o.StartupTimeout = 30 * time.Second
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = 2 * time.Second
+	}
+	if o.HealthFailures <= 0 {
+		o.HealthFailures = 3
+	}
+	if o.KillGrace <= 0 {
+		o.KillGrace = 2 * time.Second
+	}
+	return o
+}
+
+// exitPoll is how often a supervisor checks whether its process exited.
+const exitPoll = 100 * time.Millisecond
+
+// Supervisor supervises one plugin. Its methods are safe for concurrent
+// use; [Supervisor.Run] must be running for Start and Stop to make progress.
+type Supervisor struct {
+	man  manifest.Manifest
+	opts Options
+	log  *slog.Logger
+	// depState reports the state of another plugin of the group.
+	depState func(name string) (State, bool)
+	// wake tells Run that the wanted state changed.
+	wake chan struct{}
+
+	mu            sync.Mutex
+	snap          Snapshot
+	changed       chan struct{} // closed and replaced on every update
+	wanted        bool          // an operator wants the plugin running
+	stopCtx       context.Context
+	cancelAttempt context.CancelFunc
+	restartTimes  []time.Time // restarts within the policy window
+}
+
+// New returns the supervisor of a discovered plugin. depState looks up the
+// state of the plugin's dependencies; it may be nil if there are none.
+func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string) (State, bool)) *Supervisor {
+	s := &Supervisor{
+		man:      e.Manifest,
+		opts:     opts.withDefaults(),
+		log:      log.With("plugin", e.Name),
+		depState: depState,
+		wake:     make(chan struct{}, 1),
+		changed:  make(chan struct{}),
+		snap: Snapshot{
+			Name:         e.Name,
+			Version:      e.Manifest.Version,
+			Description:  e.Manifest.Description,
+			Dependencies: slices.Clone(e.Manifest.Dependencies),
+			ManifestPath: e.Manifest.Path,
+			State:        StateStopped,
+			Reason:       e.Reason,
+		},
+	}
+	if s.snap.ManifestPath == "" {
+		s.snap.ManifestPath = e.Dir + "/" + manifest.FileName
+	}
+	switch e.Status {
+	case manifest.StatusInvalid:
+		s.snap.State = StateInvalid
+	case manifest.StatusBlocked:
+		s.snap.State = StateBlocked
+	case manifest.StatusDisabled:
+		s.snap.State = StateDisabled
+	}
+	return s
+}
+
+// Name returns the plugin's name.
+func (s *Supervisor) Name() string { return s.snap.Name }
+
+// Start starts a stopped or failed plugin and waits until it is running or
+// has failed (including restarts made by its policy), or ctx ends. It
+// returns a *TransitionError if the plugin cannot be started now.
+func (s *Supervisor) Start(ctx context.Context) (Snapshot, error) {
+	if err := s.request(true, nil); err != nil {
+		return s.Snapshot(), err
+	}
+	return s.waitFor(ctx, func(st State) bool {
+		return st == StateRunning || st == StateFailed || st == StateStopped
+	})
+}
+
+// Stop stops the plugin gracefully and waits until it is stopped: Stop
+// RPC, then go-plugin's shutdown, then SIGTERM and SIGKILL to the process
+// group once the manifest's stop_timeout has passed. If ctx ends first the
+// process group is killed at once. A stopped plugin gives a
+// *TransitionError.
+func (s *Supervisor) Stop(ctx context.Context) (Snapshot, error) {
+	if err := s.request(false, ctx); err != nil {
+		return s.Snapshot(), err
+	}
+	return s.waitFor(context.WithoutCancel(ctx), func(st State) bool {
+		return st == StateStopped || st == StateFailed
+	})
+}
+
+// Restart stops the plugin if it runs, then starts it.
+func (s *Supervisor) Restart(ctx context.Context) (Snapshot, error) {
+	_, err := s.Stop(ctx)
+	var te *TransitionError
+	if err != nil && (!errors.As(err, &te) || te.State.Static()) {
+		return s.Snapshot(), err
+	}
+	return s.Start(ctx)
+}
+
+// request records the operator's wish and wakes Run. stopCtx bounds a
+// graceful stop.
+func (s *Supervisor) request(up bool, stopCtx context.Context) error {
+	var blocker string
+	if up {
+		blocker = s.unmetDependency()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkTransition(up, blocker); err != nil {
+		return err
+	}
+	s.wanted = up
+	if up {
+		s.restartTimes = nil
+		s.snap.State, s.snap.Reason, s.snap.LastError = StateStarting, "", ""
+		close(s.changed)
+		s.changed = make(chan struct{})
+	} else {
+		s.stopCtx = stopCtx
+		if s.cancelAttempt != nil {
+			s.cancelAttempt()
+		}
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// checkTransition tells whether the wished change applies to the current
+// state. The caller holds s.mu.
+func (s *Supervisor) checkTransition(up bool, blocker string) error {
+	st := s.snap.State
+	fail := func(reason string) error { return &TransitionError{s.snap.Name, st, reason} }
+	switch {
+	case st.Static():
+		return fail(s.snap.Reason)
+	case up && st != StateStopped && st != StateFailed:
+		return fail("only a stopped or failed plugin can be started")
+	case up && blocker != "":
+		return fail(blocker)
+	case !up && (st == StateStopped || st == StateFailed):
+		return fail("it is not running")
+	}
+	return nil
+}
+
+// unmetDependency returns why the plugin's dependencies keep it from
+// starting, "" if they are all running.
+func (s *Supervisor) unmetDependency() string {
+	for _, d := range s.man.Dependencies {
+		st, ok := s.depState(d)
+		if !ok {
+			return "depends on unknown plugin " + d
+		}
+		if st != StateRunning {
+			return "dependency " + d + " is " + string(st) + ", not running"
+		}
+	}
+	return ""
+}
+
+// wantsRunning reports the operator's wish.
+func (s *Supervisor) wantsRunning() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wanted
+}
+
+// stopContext returns the context bounding the requested stop.
+func (s *Supervisor) stopContext() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopCtx == nil {
+		return context.Background()
+	}
+	return s.stopCtx
+}
+
+// Run supervises the plugin until ctx ends; a plugin still running then is
+// killed with its process group. Run returns once the process is gone.
+func (s *Supervisor) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		if s.wantsRunning() {
+			s.serve(ctx)
+			continue
+		}
+		// A stop overtook a start before the start began.
+		s.mu.Lock()
+		pending := s.snap.State == StateStarting
+		s.mu.Unlock()
+		if pending {
+			s.setState(StateStopped, "")
+		}
+	}
+}

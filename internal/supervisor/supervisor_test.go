@@ -1,0 +1,370 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/home-console/client-manager/internal/manifest"
+)
+
+// flakyBin is the test plugin, built once by TestMain.
+var flakyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "supervisor-test")
+	if err != nil {
+		panic(err)
+	}
+	flakyBin = filepath.Join(dir, "flaky")
+	build := exec.Command("go", "build", "-o", flakyBin,
+		"github.com/home-console/client-manager/e2e/testdata/plugins/flaky")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the test plugin:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// flaky returns a valid manifest entry for the test plugin in mode.
+func flaky(t *testing.T, mode string, edit func(*manifest.Manifest)) manifest.Entry {
+	t.Helper()
+	m := manifest.Manifest{
+		Name:    "flaky",
+		Version: "0.0.1",
+		Command: flakyBin,
+		Env:     map[string]string{"FLAKY_MODE": mode},
+		Enabled: true,
+		Restart: manifest.Restart{
+			Policy:         manifest.PolicyAlways,
+			InitialBackoff: 20 * time.Millisecond,
+			MaxBackoff:     100 * time.Millisecond,
+			MaxRestarts:    3,
+			Window:         time.Minute,
+		},
+		StopTimeout: 5 * time.Second,
+		Path:        filepath.Join(t.TempDir(), manifest.FileName),
+	}
+	if edit != nil {
+		edit(&m)
+	}
+	return manifest.Entry{Name: m.Name, Dir: filepath.Dir(m.Path), Manifest: m, Status: manifest.StatusOK}
+}
+
+// run starts a supervisor loop for e that ends with the test.
+func run(t *testing.T, e manifest.Entry, opts Options) *Supervisor {
+	t.Helper()
+	s := New(e, opts, testLogger(t), func(string) (State, bool) { return StateRunning, true })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return s
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func start(t *testing.T, s *Supervisor, want State) Snapshot {
+	t.Helper()
+	snap, err := s.Start(ctxFor(t, 20*time.Second))
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if snap.State != want {
+		t.Fatalf("after start: state %s (reason %q, last error %q), want %s", snap.State, snap.Reason, snap.LastError, want)
+	}
+	return snap
+}
+
+// gone reports whether pid no longer runs (absent, or a zombie).
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] == "Z"
+}
+
+// eventually polls cond every 20ms until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStartAndStop(t *testing.T) {
+	t.Parallel()
+	s := run(t, flaky(t, "", nil), Options{})
+	snap := start(t, s, StateRunning)
+	if snap.PID <= 0 || snap.HTTPAddress == "" || snap.InstanceID == "" || snap.StartedAt.IsZero() {
+		t.Fatalf("running snapshot incomplete: %+v", snap)
+	}
+	if !snap.Health.Ready || snap.Health.Details["mode"] != "" {
+		t.Fatalf("health %+v", snap.Health)
+	}
+	conn, err := net.Dial("tcp", snap.HTTPAddress)
+	if err != nil {
+		t.Fatalf("plugin HTTP address: %v", err)
+	}
+	_ = conn.Close()
+
+	var te *TransitionError
+	if _, err := s.Start(ctxFor(t, time.Second)); !errors.As(err, &te) || te.State != StateRunning {
+		t.Fatalf("start of running plugin: %v, want a TransitionError", err)
+	}
+
+	begin := time.Now()
+	stopped, err := s.Stop(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("graceful stop took %s", took)
+	}
+	if stopped.State != StateStopped || stopped.PID != 0 || stopped.HTTPAddress != "" {
+		t.Fatalf("after stop: %+v", stopped)
+	}
+	if stopped.LastExit == nil || stopped.LastExit.Code != 0 || stopped.LastExit.Signal != "" {
+		t.Fatalf("last exit after a graceful stop: %+v", stopped.LastExit)
+	}
+	if !gone(snap.PID) {
+		t.Fatalf("pid %d still alive after stop", snap.PID)
+	}
+	if _, err := s.Stop(ctxFor(t, time.Second)); !errors.As(err, &te) || te.State != StateStopped {
+		t.Fatalf("stop of stopped plugin: %v, want a TransitionError", err)
+	}
+}
+
+func TestCrashIsRestarted(t *testing.T) {
+	t.Parallel()
+	s := run(t, flaky(t, "", nil), Options{})
+	first := start(t, s, StateRunning)
+	killed := time.Now()
+	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a new running process", func() bool {
+		sn := s.Snapshot()
+		return sn.State == StateRunning && sn.PID != first.PID
+	})
+	t.Logf("running again %s after SIGKILL", time.Since(killed))
+	snap := s.Snapshot()
+	if snap.Restarts != 1 {
+		t.Errorf("restarts = %d, want 1", snap.Restarts)
+	}
+	if e := snap.LastExit; e == nil || e.Signal != "SIGKILL" || e.SignalNumber != 9 || e.Code != -1 {
+		t.Errorf("last exit %+v, want SIGKILL", e)
+	}
+	if !strings.Contains(snap.LastError, "killed by SIGKILL") {
+		t.Errorf("last error %q", snap.LastError)
+	}
+	if snap.InstanceID == first.InstanceID {
+		t.Errorf("instance id did not change")
+	}
+}
+
+func TestExitAtOnceEndsFailed(t *testing.T) {
+	t.Parallel()
+	s := run(t, flaky(t, "exit-now", func(m *manifest.Manifest) { m.Restart.MaxRestarts = 2 }), Options{})
+	snap := start(t, s, StateFailed)
+	if snap.Restarts != 2 {
+		t.Errorf("restarts = %d, want 2", snap.Restarts)
+	}
+	if !strings.Contains(snap.Reason, "gave up after 2 restarts within 1m0s") {
+		t.Errorf("reason %q", snap.Reason)
+	}
+	if snap.LastExit == nil || snap.LastExit.Code != 3 {
+		t.Errorf("last exit %+v, want code 3", snap.LastExit)
+	}
+	if snap.PID != 0 {
+		t.Errorf("pid %d in failed state", snap.PID)
+	}
+	// An operator can start a failed plugin again, with a fresh budget.
+	again := start(t, s, StateFailed)
+	if again.Restarts != 4 {
+		t.Errorf("restarts after the second start = %d, want 4", again.Restarts)
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		policy manifest.Policy
+		mode   string
+		want   State
+		reason string
+	}{
+		{manifest.PolicyNever, "crash-after-start", StateFailed, "restart policy never: plugin process exited with code 2"},
+		{manifest.PolicyOnFailure, "crash-after-start", StateFailed, "gave up after 1 restarts"},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			t.Parallel()
+			s := run(t, flaky(t, tc.mode, func(m *manifest.Manifest) {
+				m.Restart.Policy, m.Restart.MaxRestarts = tc.policy, 1
+				m.Env["FLAKY_CRASH_AFTER"] = "50ms"
+			}), Options{})
+			start(t, s, StateRunning)
+			eventually(t, 10*time.Second, "state "+string(tc.want), func() bool { return s.Snapshot().State == tc.want })
+			if r := s.Snapshot().Reason; !strings.Contains(r, tc.reason) {
+				t.Errorf("reason %q, want %q", r, tc.reason)
+			}
+		})
+	}
+}
+
+func TestNeverReadyFailsLaunch(t *testing.T) {
+	t.Parallel()
+	e := flaky(t, "never-ready", func(m *manifest.Manifest) { m.Restart.Policy = manifest.PolicyNever })
+	s := run(t, e, Options{StartupTimeout: 700 * time.Millisecond})
+	snap := start(t, s, StateFailed)
+	if !strings.Contains(snap.LastError, "not ready within 700ms") {
+		t.Errorf("last error %q", snap.LastError)
+	}
+	if snap.LastExit == nil || snap.LastExit.Signal != "SIGKILL" {
+		t.Errorf("last exit %+v, want SIGKILL", snap.LastExit)
+	}
+}
+
+func TestUnhealthyIsKilled(t *testing.T) {
+	t.Parallel()
+	e := flaky(t, "unhealthy", func(m *manifest.Manifest) { m.Restart.Policy = manifest.PolicyNever })
+	s := run(t, e, Options{HealthInterval: 50 * time.Millisecond, HealthFailures: 3})
+	start(t, s, StateRunning)
+	eventually(t, 5*time.Second, "state failed", func() bool { return s.Snapshot().State == StateFailed })
+	snap := s.Snapshot()
+	if !strings.Contains(snap.LastError, "3 consecutive health checks failed") ||
+		!strings.Contains(snap.LastError, "unhealthy on purpose") {
+		t.Errorf("last error %q", snap.LastError)
+	}
+	if snap.LastExit == nil || snap.LastExit.Signal != "SIGKILL" {
+		t.Errorf("last exit %+v, want SIGKILL", snap.LastExit)
+	}
+}
+
+func TestHangOnStopEscalates(t *testing.T) {
+	t.Parallel()
+	e := flaky(t, "hang-on-stop", func(m *manifest.Manifest) { m.StopTimeout = 500 * time.Millisecond })
+	s := run(t, e, Options{KillGrace: 300 * time.Millisecond})
+	snap := start(t, s, StateRunning)
+	begin := time.Now()
+	stopped, err := s.Stop(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(begin)
+	t.Logf("stop took %s", took)
+	if took < 500*time.Millisecond || took > 3*time.Second {
+		t.Errorf("stop took %s, want stop_timeout 500ms + grace 300ms", took)
+	}
+	if stopped.State != StateStopped || stopped.LastExit == nil || stopped.LastExit.Signal != "SIGKILL" {
+		t.Errorf("after stop: state %s, last exit %+v", stopped.State, stopped.LastExit)
+	}
+	if !gone(snap.PID) {
+		t.Errorf("pid %d still alive", snap.PID)
+	}
+}
+
+func TestStopContextKillsAtOnce(t *testing.T) {
+	t.Parallel()
+	s := run(t, flaky(t, "hang-on-stop", nil), Options{})
+	start(t, s, StateRunning)
+	begin := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("stop with a 200ms context took %s", took)
+	}
+}
+
+func TestGrandchildIsKilled(t *testing.T) {
+	t.Parallel()
+	s := run(t, flaky(t, "spawn-child", nil), Options{})
+	snap := start(t, s, StateRunning)
+	child, err := strconv.Atoi(snap.Health.Details["child_pid"])
+	if err != nil {
+		t.Fatalf("child pid in health details %v: %v", snap.Health.Details, err)
+	}
+	if _, err := s.Stop(ctxFor(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the grandchild to be gone", func() bool { return gone(child) })
+}
+
+func TestChecksumMismatch(t *testing.T) {
+	t.Parallel()
+	e := flaky(t, "", func(m *manifest.Manifest) {
+		m.SHA256 = strings.Repeat("0", 64)
+		m.Restart.Policy = manifest.PolicyNever
+	})
+	snap := start(t, run(t, e, Options{}), StateFailed)
+	if !strings.Contains(snap.LastError, "checksum mismatch") {
+		t.Errorf("last error %q", snap.LastError)
+	}
+}
+
+func TestManifestEnvWins(t *testing.T) {
+	t.Setenv("FLAKY_MODE", "never-ready")
+	s := run(t, flaky(t, "", nil), Options{})
+	start(t, s, StateRunning)
+}
+
+func TestStaticStatesRefuseActions(t *testing.T) {
+	t.Parallel()
+	for _, st := range []manifest.Status{manifest.StatusInvalid, manifest.StatusBlocked, manifest.StatusDisabled} {
+		e := manifest.Entry{Name: "x", Dir: t.TempDir(), Status: st, Reason: "because"}
+		s := run(t, e, Options{})
+		for name, op := range map[string]func(context.Context) (Snapshot, error){"start": s.Start, "stop": s.Stop, "restart": s.Restart} {
+			var te *TransitionError
+			if _, err := op(ctxFor(t, time.Second)); !errors.As(err, &te) || te.Reason != "because" {
+				t.Errorf("%s of %s plugin: %v", name, st, err)
+			}
+		}
+	}
+}
