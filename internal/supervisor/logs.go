@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -53,7 +54,14 @@ func (l *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off || !l.enabled(level) {
 		return
 	}
-	l.log.Log(context.Background(), slogLevel(level), msg, append(l.args[:len(l.args):len(l.args)], args...)...)
+	all := slices.Concat(l.args, args)
+	for i := 0; i+1 < len(all); i += 2 {
+		// go-plugin's "plugin" is the executable path; ours is the name.
+		if all[i] == "plugin" {
+			all[i] = "path"
+		}
+	}
+	l.log.Log(context.Background(), slogLevel(level), msg, all...)
 }
 
 // Trace implements hclog.Logger.
@@ -92,7 +100,7 @@ func (l *hcLogger) ImpliedArgs() []any { return l.args }
 // With implements hclog.Logger.
 func (l *hcLogger) With(args ...any) hclog.Logger {
 	c := *l
-	c.args = append(l.args[:len(l.args):len(l.args)], args...)
+	c.args = slices.Concat(l.args, args)
 	return &c
 }
 

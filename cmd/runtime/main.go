@@ -1,0 +1,208 @@
+// Command runtime is the plugin host. It discovers plugin manifests, runs
+// each plugin as a separate OS process supervised through go-plugin, and
+// serves the admin API (default 127.0.0.1:8000). SIGTERM or SIGINT stops
+// the plugins in reverse dependency order, then the runtime exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/home-console/client-manager/internal/adminapi"
+	"github.com/home-console/client-manager/internal/logging"
+	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/supervisor"
+)
+
+// version is the runtime's version.
+const version = "0.1.0"
+
+// addrFile is the file in the state directory holding the admin address.
+const addrFile = "admin.addr"
+
+// config is read from RUNTIME_* environment variables.
+type config struct {
+	Host            string        `envconfig:"HOST" default:"127.0.0.1"`
+	Port            int           `envconfig:"PORT" default:"8000"`
+	PluginsDir      string        `envconfig:"PLUGINS_DIR" default:"plugins"`
+	StateDir        string        `envconfig:"STATE_DIR" default:"state"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s"`
+	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info"`
+	LogFormat       string        `envconfig:"LOG_FORMAT" default:"text"`
+	AdminToken      string        `envconfig:"ADMIN_TOKEN"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "runtime:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	log.Info("runtime starting", "version", version, "plugins_dir", cfg.PluginsDir, "state_dir", cfg.StateDir)
+	set, err := manifest.Discover(cfg.PluginsDir)
+	if err != nil {
+		return err
+	}
+	report(log, set)
+	group := supervisor.NewGroup(set, supervisor.Options{}, log)
+
+	ln, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           adminapi.New(group, adminapi.Config{Token: cfg.AdminToken, Version: version, StartedAt: time.Now()}, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	addr := ln.Addr().String()
+	if err := writeAddrFile(cfg.StateDir, addr); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer os.Remove(filepath.Join(cfg.StateDir, addrFile))
+	log.Info("admin API listening", "addr", addr)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	err = supervise(ctx, group, serveErr, cfg.ShutdownTimeout, log)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
+		err = fmt.Errorf("admin API shutdown: %w", serr)
+	}
+	log.Info("runtime stopped")
+	return err
+}
+
+// supervise starts the plugins and, once ctx ends (a signal) or the admin
+// server fails, stops them in reverse dependency order within timeout.
+func supervise(ctx context.Context, group *supervisor.Group, serveErr <-chan error, timeout time.Duration, log *slog.Logger) error {
+	runCtx, stopLoops := context.WithCancel(context.Background())
+	group.Run(runCtx)
+	startCtx, cancelStart := context.WithCancel(ctx)
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		group.StartAll(startCtx)
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		log.Info("signal received, stopping plugins", "timeout", timeout)
+	case err = <-serveErr:
+		err = fmt.Errorf("admin API: %w", err)
+		log.Error("admin API failed, stopping plugins", "err", err)
+	}
+	cancelStart()
+	<-started
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	group.StopAll(sctx)
+	stopLoops()
+	group.Wait()
+	return err
+}
+
+func loadConfig() (config, error) {
+	var cfg config
+	if err := envconfig.Process("RUNTIME", &cfg); err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	switch {
+	case cfg.Port < 0 || cfg.Port > 65535:
+		return cfg, fmt.Errorf("configuration: RUNTIME_PORT %d: want 0-65535", cfg.Port)
+	case cfg.ShutdownTimeout <= 0:
+		return cfg, errors.New("configuration: RUNTIME_SHUTDOWN_TIMEOUT must be positive")
+	case cfg.AdminToken == "" && !isLoopback(cfg.Host):
+		return cfg, fmt.Errorf("configuration: RUNTIME_HOST %q is not a loopback address; "+
+			"set RUNTIME_ADMIN_TOKEN to serve the admin API beyond this machine", cfg.Host)
+	}
+	return cfg, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func listen(cfg config) (net.Listener, error) {
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: cannot listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// writeAddrFile writes addr to <dir>/admin.addr atomically.
+func writeAddrFile(dir, addr string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, addrFile+".*")
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	_, err = f.WriteString(addr + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, addrFile))
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", addrFile, err)
+	}
+	return nil
+}
+
+// report logs what discovery found.
+func report(log *slog.Logger, set *manifest.Set) {
+	if len(set.Entries) == 0 {
+		log.Warn("no plugins found")
+	}
+	for _, e := range set.Entries {
+		switch e.Status {
+		case manifest.StatusOK:
+			log.Info("plugin found", "plugin", e.Name, "version", e.Manifest.Version, "dir", e.Dir)
+		case manifest.StatusDisabled:
+			log.Info("plugin disabled", "plugin", e.Name, "dir", e.Dir)
+		default:
+			log.Error("plugin cannot run", "plugin", e.Name, "state", e.Status, "reason", e.Reason, "dir", e.Dir)
+		}
+	}
+}

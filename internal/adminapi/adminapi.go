@@ -1,0 +1,165 @@
+// Package adminapi serves the runtime's admin HTTP API under
+// /api/admin/v1: the plugins and their states, operator start, stop and
+// restart, and the runtime's own health.
+//
+// Errors use the project's envelope {"error":{"code","message"}}. With a
+// token configured, every request except GET /api/admin/v1/health needs
+// "Authorization: Bearer <token>".
+package adminapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/supervisor"
+)
+
+// Prefix is the path prefix of every admin API route.
+const Prefix = "/api/admin/v1"
+
+// Config configures the admin API.
+type Config struct {
+	// Token, if not empty, is the bearer token every request but the
+	// health check must carry.
+	Token string
+	// Version is the runtime's version, reported by the health check.
+	Version string
+	// StartedAt is when the runtime started.
+	StartedAt time.Time
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	plugins *supervisor.Group
+	cfg     Config
+	log     *slog.Logger
+}
+
+// New returns the admin API handler over the plugins of g.
+func New(g *supervisor.Group, cfg Config, log *slog.Logger) http.Handler {
+	s := &server{plugins: g, cfg: cfg, log: log}
+	r := httpjson.NewEngine()
+	api := r.Group(Prefix)
+	api.GET("/health", s.health)
+	authed := api.Group("", s.authenticate)
+	authed.GET("/plugins", s.list)
+	authed.GET("/plugins/:name", s.get)
+	authed.POST("/plugins/:name/start", s.action("start", start))
+	authed.POST("/plugins/:name/stop", s.action("stop", stop))
+	authed.POST("/plugins/:name/restart", s.action("restart", restart))
+	return r
+}
+
+// authenticate checks the bearer token, in constant time, when one is
+// configured.
+func (s *server) authenticate(c *gin.Context) {
+	if s.cfg.Token == "" {
+		return
+	}
+	got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	gotSum, wantSum := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.Token))
+	if !ok || subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) != 1 {
+		c.Header("WWW-Authenticate", `Bearer realm="runtime admin API"`)
+		httpjson.Error(c, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+	}
+}
+
+func (s *server) health(c *gin.Context) {
+	counts := make(map[supervisor.State]int, len(supervisor.States))
+	for _, st := range supervisor.States {
+		counts[st] = 0
+	}
+	list := s.plugins.List()
+	for _, p := range list {
+		counts[p.State]++
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"status":         "ok",
+		"version":        s.cfg.Version,
+		"started_at":     s.cfg.StartedAt.UTC().Format(time.RFC3339),
+		"uptime_seconds": int64(time.Since(s.cfg.StartedAt).Seconds()),
+		"plugins":        gin.H{"total": len(list), "states": counts},
+	})
+}
+
+func (s *server) list(c *gin.Context) {
+	list := s.plugins.List()
+	items := make([]pluginJSON, len(list))
+	for i, p := range list {
+		items[i] = toJSON(p, time.Now())
+	}
+	c.JSON(http.StatusOK, gin.H{"items": items})
+}
+
+func (s *server) get(c *gin.Context) {
+	sup, err := s.plugins.Get(c.Param("name"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toJSON(sup.Snapshot(), time.Now()))
+}
+
+// operation is an operator action on one plugin.
+type operation func(ctx context.Context, sup *supervisor.Supervisor) (supervisor.Snapshot, error)
+
+// start waits for the outcome only as long as the client does; the start
+// itself goes on.
+func start(ctx context.Context, sup *supervisor.Supervisor) (supervisor.Snapshot, error) {
+	return sup.Start(ctx)
+}
+
+// stop and restart detach from the request: a client that goes away must
+// not turn a graceful stop into a kill.
+func stop(ctx context.Context, sup *supervisor.Supervisor) (supervisor.Snapshot, error) {
+	return sup.Stop(context.WithoutCancel(ctx))
+}
+
+func restart(ctx context.Context, sup *supervisor.Supervisor) (supervisor.Snapshot, error) {
+	return sup.Restart(context.WithoutCancel(ctx))
+}
+
+// action returns the handler of an operator action. Start and restart
+// answer once the plugin runs or has failed; stop once it is stopped.
+func (s *server) action(name string, op operation) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		sup, err := s.plugins.Get(c.Param("name"))
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.log.Info("operator action", "plugin", sup.Name(), "action", name, "remote", c.ClientIP())
+		snap, err := op(c.Request.Context(), sup)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.log.Info("operator action done", "plugin", sup.Name(), "action", name, "state", snap.State)
+		c.JSON(http.StatusOK, toJSON(snap, time.Now()))
+	}
+}
+
+// fail maps an error to its HTTP status and code.
+func (s *server) fail(c *gin.Context, err error) {
+	var te *supervisor.TransitionError
+	switch {
+	case errors.Is(err, supervisor.ErrUnknownPlugin):
+		httpjson.Error(c, http.StatusNotFound, "unknown_plugin", err.Error())
+	case errors.As(err, &te):
+		httpjson.Error(c, http.StatusConflict, "invalid_transition", err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		httpjson.Error(c, http.StatusGatewayTimeout, "timeout", err.Error())
+	default:
+		s.log.Error("admin API", "err", err)
+		httpjson.Error(c, http.StatusInternalServerError, "internal", err.Error())
+	}
+}

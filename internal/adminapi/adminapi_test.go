@@ -1,0 +1,205 @@
+package adminapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/supervisor"
+)
+
+// flakyBin is the test plugin, built once by TestMain.
+var flakyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "adminapi-test")
+	if err != nil {
+		panic(err)
+	}
+	flakyBin = filepath.Join(dir, "flaky")
+	build := exec.Command("go", "build", "-o", flakyBin,
+		"github.com/home-console/client-manager/e2e/testdata/plugins/flaky")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the test plugin:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// newServer lays out a plugins directory with a working plugin "good",
+// an invalid one and a disabled one, and serves the admin API over it.
+func newServer(t *testing.T, token string) *httptest.Server {
+	t.Helper()
+	root := t.TempDir()
+	write := func(dir, body string) {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, dir, manifest.FileName), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("good", `{"name":"good","version":"1.0.0","command":"`+flakyBin+`","stop_timeout":"5s"}`)
+	write("broken", `{"name":"broken","version":"1.0.0","command":"`+flakyBin+`","colour":"red"}`)
+	write("off", `{"name":"off","version":"1.0.0","command":"`+flakyBin+`","enabled":false}`)
+	set, err := manifest.Discover(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	g := supervisor.NewGroup(set, supervisor.Options{}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	g.Run(ctx)
+	srv := httptest.NewServer(New(g, Config{Token: token, Version: "9.9.9", StartedAt: time.Now()}, log))
+	t.Cleanup(func() {
+		srv.Close()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		g.StopAll(sctx)
+		cancel()
+		g.Wait()
+	})
+	return srv
+}
+
+// call makes a request and decodes the JSON answer into a map.
+func call(t *testing.T, srv *httptest.Server, method, path, token string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("%s %s: %d, body %q is not JSON: %v", method, path, res.StatusCode, body, err)
+	}
+	return res.StatusCode, out
+}
+
+func errorCode(body map[string]any) string {
+	e, _ := body["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
+func TestListAndGet(t *testing.T) {
+	srv := newServer(t, "")
+	status, body := call(t, srv, "GET", "/api/admin/v1/plugins", "")
+	items, _ := body["items"].([]any)
+	if status != http.StatusOK || len(items) != 3 {
+		t.Fatalf("list: %d %v", status, body)
+	}
+	states := map[string]string{}
+	for _, it := range items {
+		p := it.(map[string]any)
+		states[p["name"].(string)] = p["state"].(string)
+		for _, field := range []string{"version", "description", "pid", "http_address", "started_at", "uptime_seconds",
+			"restarts", "last_exit", "last_error", "health", "dependencies", "instance_id", "manifest", "reason"} {
+			if _, ok := p[field]; !ok {
+				t.Errorf("plugin %s has no field %q", p["name"], field)
+			}
+		}
+	}
+	want := map[string]string{"good": "stopped", "broken": "invalid", "off": "disabled"}
+	for n, st := range want {
+		if states[n] != st {
+			t.Errorf("%s: state %q, want %q", n, states[n], st)
+		}
+	}
+
+	status, body = call(t, srv, "GET", "/api/admin/v1/plugins/broken", "")
+	if status != http.StatusOK || !strings.Contains(body["reason"].(string), `unknown field "colour"`) {
+		t.Errorf("get broken: %d %v", status, body)
+	}
+	status, body = call(t, srv, "GET", "/api/admin/v1/plugins/nope", "")
+	if status != http.StatusNotFound || errorCode(body) != "unknown_plugin" {
+		t.Errorf("get unknown: %d %v", status, body)
+	}
+	status, body = call(t, srv, "DELETE", "/api/admin/v1/plugins/good", "")
+	if status != http.StatusMethodNotAllowed || errorCode(body) != "method_not_allowed" {
+		t.Errorf("delete: %d %v", status, body)
+	}
+}
+
+func TestActions(t *testing.T) {
+	srv := newServer(t, "")
+	for _, tc := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/api/admin/v1/plugins/broken/start", http.StatusConflict, "invalid_transition"},
+		{"/api/admin/v1/plugins/off/start", http.StatusConflict, "invalid_transition"},
+		{"/api/admin/v1/plugins/good/stop", http.StatusConflict, "invalid_transition"},
+		{"/api/admin/v1/plugins/nope/restart", http.StatusNotFound, "unknown_plugin"},
+	} {
+		if status, body := call(t, srv, "POST", tc.path, ""); status != tc.status || errorCode(body) != tc.code {
+			t.Errorf("POST %s: %d %v, want %d %s", tc.path, status, body, tc.status, tc.code)
+		}
+	}
+
+	status, body := call(t, srv, "POST", "/api/admin/v1/plugins/good/start", "")
+	if status != http.StatusOK || body["state"] != "running" || body["pid"].(float64) <= 0 || body["started_at"] == nil {
+		t.Fatalf("start: %d %v", status, body)
+	}
+	pid := body["pid"]
+	status, body = call(t, srv, "POST", "/api/admin/v1/plugins/good/start", "")
+	if status != http.StatusConflict || !strings.Contains(body["error"].(map[string]any)["message"].(string), "is running") {
+		t.Errorf("second start: %d %v", status, body)
+	}
+	status, body = call(t, srv, "POST", "/api/admin/v1/plugins/good/restart", "")
+	if status != http.StatusOK || body["state"] != "running" || body["pid"] == pid {
+		t.Errorf("restart: %d %v (old pid %v)", status, body, pid)
+	}
+	status, body = call(t, srv, "POST", "/api/admin/v1/plugins/good/stop", "")
+	if status != http.StatusOK || body["state"] != "stopped" || body["pid"].(float64) != 0 || body["last_exit"] == nil {
+		t.Errorf("stop: %d %v", status, body)
+	}
+	status, body = call(t, srv, "GET", "/api/admin/v1/health", "")
+	counts := body["plugins"].(map[string]any)["states"].(map[string]any)
+	if status != http.StatusOK || body["version"] != "9.9.9" || counts["stopped"] != 1.0 || counts["invalid"] != 1.0 {
+		t.Errorf("health: %d %v", status, body)
+	}
+}
+
+func TestToken(t *testing.T) {
+	srv := newServer(t, "s3cret")
+	if status, body := call(t, srv, "GET", "/api/admin/v1/plugins", ""); status != http.StatusUnauthorized || errorCode(body) != "unauthorized" {
+		t.Errorf("no token: %d %v", status, body)
+	}
+	if status, _ := call(t, srv, "GET", "/api/admin/v1/plugins", "wrong"); status != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d", status)
+	}
+	if status, _ := call(t, srv, "POST", "/api/admin/v1/plugins/good/stop", ""); status != http.StatusUnauthorized {
+		t.Errorf("action without token: %d", status)
+	}
+	if status, _ := call(t, srv, "GET", "/api/admin/v1/plugins", "s3cret"); status != http.StatusOK {
+		t.Errorf("right token: %d", status)
+	}
+	if status, body := call(t, srv, "GET", "/api/admin/v1/health", ""); status != http.StatusOK || body["status"] != "ok" {
+		t.Errorf("health without token: %d %v", status, body)
+	}
+}

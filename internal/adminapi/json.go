@@ -1,0 +1,81 @@
+package adminapi
+
+import (
+	"time"
+
+	"github.com/home-console/client-manager/internal/supervisor"
+)
+
+// pluginJSON is a plugin as the admin API shows it.
+type pluginJSON struct {
+	Name        string           `json:"name"`
+	Version     string           `json:"version"`
+	Description string           `json:"description"`
+	State       supervisor.State `json:"state"`
+	// Reason explains an invalid, blocked, disabled or failed state.
+	Reason        string     `json:"reason"`
+	PID           int        `json:"pid"`
+	HTTPAddress   string     `json:"http_address"`
+	StartedAt     *string    `json:"started_at"`
+	UptimeSeconds int64      `json:"uptime_seconds"`
+	Restarts      int        `json:"restarts"`
+	LastExit      *exitJSON  `json:"last_exit"`
+	LastError     string     `json:"last_error"`
+	Health        healthJSON `json:"health"`
+	Dependencies  []string   `json:"dependencies"`
+	InstanceID    string     `json:"instance_id"`
+	Manifest      string     `json:"manifest"`
+}
+
+// exitJSON is how a plugin process last ended.
+type exitJSON struct {
+	// Code is the exit code, -1 when a signal killed the process.
+	Code int `json:"code"`
+	// Signal names the signal that killed the process ("SIGKILL"), or is
+	// null.
+	Signal       *string `json:"signal"`
+	SignalNumber int     `json:"signal_number"`
+	Time         string  `json:"time"`
+}
+
+type healthJSON struct {
+	Ready   bool              `json:"ready"`
+	Status  string            `json:"status"`
+	Details map[string]string `json:"details"`
+}
+
+func toJSON(s supervisor.Snapshot, now time.Time) pluginJSON {
+	p := pluginJSON{
+		Name:         s.Name,
+		Version:      s.Version,
+		Description:  s.Description,
+		State:        s.State,
+		Reason:       s.Reason,
+		PID:          s.PID,
+		HTTPAddress:  s.HTTPAddress,
+		Restarts:     s.Restarts,
+		LastError:    s.LastError,
+		Health:       healthJSON{Ready: s.Health.Ready, Status: s.Health.Status, Details: s.Health.Details},
+		Dependencies: s.Dependencies,
+		InstanceID:   s.InstanceID,
+		Manifest:     s.ManifestPath,
+	}
+	if p.Dependencies == nil {
+		p.Dependencies = []string{}
+	}
+	if p.Health.Details == nil {
+		p.Health.Details = map[string]string{}
+	}
+	if !s.StartedAt.IsZero() {
+		t := s.StartedAt.UTC().Format(time.RFC3339)
+		p.StartedAt = &t
+		p.UptimeSeconds = int64(now.Sub(s.StartedAt).Seconds())
+	}
+	if e := s.LastExit; e != nil {
+		p.LastExit = &exitJSON{Code: e.Code, SignalNumber: e.SignalNumber, Time: e.Time.UTC().Format(time.RFC3339)}
+		if e.Signal != "" {
+			p.LastExit.Signal = &e.Signal
+		}
+	}
+	return p
+}
