@@ -178,3 +178,23 @@ type AuditFilter struct {
 	Limit  int
 	Offset int
 }
+
+// OperatorToken lets an operator call the REST API with a role. Only its
+// hash is stored; the token itself is shown once, when created.
+type OperatorToken struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Hash      []byte    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	// ExpiresAt is zero for a token that never expires.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// RevokedAt is zero unless the token was revoked.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// Active reports whether the token is usable at now.
+func (t OperatorToken) Active(now time.Time) bool {
+	return t.RevokedAt.IsZero() && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt))
+}

@@ -12,6 +12,7 @@ type Store interface {
 	TokenStore
 	CommandStore
 	AuditStore
+	OperatorTokenStore
 	// Close releases the store.
 	Close() error
 }
@@ -81,4 +82,20 @@ type CommandStore interface {
 type AuditStore interface {
 	AppendAudit(ctx context.Context, e AuditEntry) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, int, error)
+}
+
+// OperatorTokenStore keeps operator API tokens.
+type OperatorTokenStore interface {
+	// CreateOperatorToken stores t (ID and Hash set by the caller).
+	CreateOperatorToken(ctx context.Context, t OperatorToken) error
+	// OperatorTokenByHash returns the token whose hash is hash, revoked or
+	// expired ones included, or ErrNotFound.
+	OperatorTokenByHash(ctx context.Context, hash []byte) (OperatorToken, error)
+	// ListOperatorTokens returns all tokens, newest first.
+	ListOperatorTokens(ctx context.Context) ([]OperatorToken, error)
+	// RevokeOperatorToken marks a token revoked, or returns ErrNotFound.
+	RevokeOperatorToken(ctx context.Context, id string, at time.Time) error
+	// CountActiveOperatorTokens counts tokens neither revoked nor expired
+	// at now.
+	CountActiveOperatorTokens(ctx context.Context, now time.Time) (int, error)
 }
