@@ -138,10 +138,12 @@ func (s *Set) assignNames() {
 	}
 }
 
-// named returns the entry whose manifest declared name and owns it.
+// named returns the entry called name. An invalid manifest that could
+// not be decoded is called after its directory, so a dependency on it
+// still resolves (to an invalid plugin).
 func (s *Set) named(name string) *Entry {
 	e, ok := s.Lookup(name)
-	if !ok || e.Manifest.Name != name {
+	if !ok {
 		return nil
 	}
 	return e

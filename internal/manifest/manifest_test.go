@@ -207,6 +207,8 @@ func TestDiscoverDefects(t *testing.T) {
 			{dir: "d", manifest: ok("d", nil, `,"enabled":false`)},
 			{dir: "e", manifest: ok("e", []string{"d"}, "")},
 			{dir: "f", manifest: ok("f", []string{"d"}, `,"enabled":false`)},
+			{dir: "g", manifest: `{"name":`},
+			{dir: "h", manifest: ok("h", []string{"g"}, "")},
 		}, map[string]want{
 			"a": invalid("version: required"),
 			"b": blocked("depends on invalid plugin a"),
@@ -214,6 +216,8 @@ func TestDiscoverDefects(t *testing.T) {
 			"d": {StatusDisabled, "enabled: false"},
 			"e": blocked("depends on disabled plugin d"),
 			"f": {StatusDisabled, "enabled: false"},
+			"g": invalid("unexpected end of file"),
+			"h": blocked("depends on invalid plugin g"),
 		}},
 	}
 	for _, tc := range tests {

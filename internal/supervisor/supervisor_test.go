@@ -368,3 +368,80 @@ func TestStaticStatesRefuseActions(t *testing.T) {
 		}
 	}
 }
+
+func TestStopWhileStarting(t *testing.T) {
+	t.Parallel()
+	s := run(t, flaky(t, "never-ready", nil), Options{})
+	started := make(chan Snapshot, 1)
+	go func() {
+		snap, _ := s.Start(ctxFor(t, 20*time.Second))
+		started <- snap
+	}()
+	eventually(t, 10*time.Second, "a starting process", func() bool {
+		sn := s.Snapshot()
+		return sn.State == StateStarting && sn.PID > 0
+	})
+	pid := s.Snapshot().PID
+	begin := time.Now()
+	snap, err := s.Stop(ctxFor(t, 10*time.Second))
+	if err != nil || snap.State != StateStopped {
+		t.Fatalf("stop while starting: %v, state %s", err, snap.State)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("stop while starting took %s", took)
+	}
+	if got := <-started; got.State != StateStopped {
+		t.Errorf("start ended %s, want stopped", got.State)
+	}
+	if !gone(pid) {
+		t.Errorf("pid %d still alive", pid)
+	}
+}
+
+func TestGroupDependencies(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	for name, body := range map[string]string{
+		"base": `{"name":"base","version":"1.0.0","command":"` + flakyBin + `","enabled":true}`,
+		"app":  `{"name":"app","version":"1.0.0","command":"` + flakyBin + `","dependencies":["base"]}`,
+	} {
+		if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name, manifest.FileName), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := manifest.Discover(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGroup(set, Options{}, testLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	g.Run(ctx)
+	defer func() {
+		g.StopAll(ctxFor(t, 10*time.Second))
+		cancel()
+		g.Wait()
+	}()
+	app, _ := g.Get("app")
+	var te *TransitionError
+	if _, err := app.Start(ctxFor(t, 5*time.Second)); !errors.As(err, &te) || !strings.Contains(te.Reason, "dependency base is stopped") {
+		t.Fatalf("start of app before base: %v", err)
+	}
+	if _, err := g.Get("nope"); !errors.Is(err, ErrUnknownPlugin) {
+		t.Errorf("Get of unknown plugin: %v", err)
+	}
+	g.StartAll(ctxFor(t, 20*time.Second))
+	for _, sn := range g.List() {
+		if sn.State != StateRunning {
+			t.Errorf("%s is %s after StartAll (%s)", sn.Name, sn.State, sn.LastError)
+		}
+	}
+	g.StopAll(ctxFor(t, 10*time.Second))
+	for _, sn := range g.List() {
+		if sn.State != StateStopped {
+			t.Errorf("%s is %s after StopAll", sn.Name, sn.State)
+		}
+	}
+}
