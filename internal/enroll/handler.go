@@ -1,0 +1,156 @@
+package enroll
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+// MaxEnrollBody is the largest enrollment request body accepted.
+const MaxEnrollBody = 64 << 10
+
+// Handler serves POST agentproto.PathEnroll: an agentproto.EnrollRequest
+// in (strict JSON: unknown fields and trailing data are rejected), 201 and
+// an agentproto.EnrollResponse out. Errors are JSON
+// {"error":{"code","message"}}: 400 invalid_json / invalid_request, 401
+// invalid_token, 405 method_not_allowed, 413 body_too_large, 429
+// rate_limited (with Retry-After; attempts are limited per remote IP, taken
+// from the connection, not from forwarding headers), 500 internal.
+func (s *Service) Handler() http.Handler {
+	return http.HandlerFunc(s.serveEnroll)
+}
+
+func (s *Service) serveEnroll(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+agentproto.PathEnroll)
+		return
+	}
+	if wait, ok := s.limiter.allow(remoteIP(r), s.opts.Now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many enrollment attempts from this address; retry later")
+		return
+	}
+	var req agentproto.EnrollRequest
+	if status, code, msg := decodeStrict(w, r, &req); status != 0 {
+		writeError(w, status, code, msg)
+		return
+	}
+	resp, err := s.Enroll(r.Context(), req, r.RemoteAddr)
+	switch {
+	case errors.Is(err, ErrInvalidRequest):
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	case errors.Is(err, fleet.ErrTokenInvalid):
+		writeError(w, http.StatusUnauthorized, "invalid_token", "enrollment token is invalid, expired or used up")
+	case err != nil:
+		s.log.Error("enrollment failed", "remote_addr", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "enrollment failed")
+	default:
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusCreated, resp)
+	}
+}
+
+// decodeStrict decodes one JSON object from the body into v. On failure it
+// returns the HTTP status, error code and message to answer with.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) (int, string, string) {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxEnrollBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && !errors.Is(dec.Decode(&struct{}{}), io.EOF) {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return 0, "", ""
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds " + strconv.Itoa(MaxEnrollBody) + " bytes"
+	case errors.Is(err, io.EOF):
+		return http.StatusBadRequest, "invalid_json", "request body is empty"
+	default:
+		return http.StatusBadRequest, "invalid_json", "invalid JSON body: " + err.Error()
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, httpjson.ErrorBody{Error: httpjson.ErrorDetail{Code: code, Message: message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func retryAfterSeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+// ipLimiter is a token bucket per remote IP. Full buckets are forgotten
+// once the table grows, so memory stays bounded by the attackers' rate.
+type ipLimiter struct {
+	rate  float64 // tokens per second
+	burst float64
+
+	mu      sync.Mutex
+	buckets map[string]*ipBucket
+}
+
+type ipBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+const limiterPruneAt = 4096
+
+func newIPLimiter(perSecond float64, burst int) *ipLimiter {
+	return &ipLimiter{rate: perSecond, burst: float64(burst), buckets: make(map[string]*ipBucket)}
+}
+
+// allow spends a token for ip, or reports how long until one is available.
+func (l *ipLimiter) allow(ip string, now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[ip]
+	if !ok {
+		if len(l.buckets) >= limiterPruneAt {
+			l.prune(now)
+		}
+		b = &ipBucket{tokens: l.burst, last: now}
+		l.buckets[ip] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0, true
+	}
+	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
+}
+
+func (l *ipLimiter) prune(now time.Time) {
+	for ip, b := range l.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			delete(l.buckets, ip)
+		}
+	}
+}
