@@ -1,0 +1,241 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+// Defaults of [Config] fields left zero.
+const (
+	DefaultMinBackoff     = time.Second
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultStableAfter    = 30 * time.Second
+	DefaultMaxOutputBytes = 1 << 20
+	DefaultCommandTimeout = time.Minute
+	DefaultMaxConcurrent  = 16
+)
+
+// Config configures an [Agent]. Only ServerURL and Credential are required.
+type Config struct {
+	// ServerURL is the client manager's base URL: http://, https://, ws://
+	// or wss://, optionally with a path prefix (a reverse proxy's); the
+	// agent connects to ServerURL + agentproto.PathWebSocket.
+	ServerURL string
+	// Credential is the agent credential from [Enroll].
+	Credential string
+	// Facts describe the host in the hello message. Empty Hostname, OS and
+	// Arch are filled in from the running system; Allowed and Running are
+	// always set by the agent.
+	Facts agentproto.Hello
+	// Allowed are the executables the server may run (see [AllowList]).
+	// Empty means every command is rejected.
+	Allowed []string
+	// Runner runs allowed commands; nil means [ExecRunner].
+	Runner Runner
+	// Logger receives the agent's logs; nil discards them.
+	Logger *slog.Logger
+
+	// MinBackoff and MaxBackoff bound the reconnect delay: the n-th
+	// consecutive retry waits a random time in [0, min(MaxBackoff,
+	// MinBackoff*2^n)]. StableAfter is how long a connection must have
+	// lasted for the next retry to start from MinBackoff again.
+	MinBackoff, MaxBackoff, StableAfter time.Duration
+
+	// HTTPClient makes the WebSocket upgrade request; nil means a client
+	// using TLSConfig (if set) and the environment's proxy settings.
+	HTTPClient *http.Client
+	// TLSConfig is used when HTTPClient is nil, e.g. for a private CA.
+	TLSConfig *tls.Config
+
+	// MaxOutputBytes limits a command's output when the server's welcome
+	// does not; zero means DefaultMaxOutputBytes.
+	MaxOutputBytes int64
+	// DefaultTimeout bounds commands that arrive without a timeout; zero
+	// means DefaultCommandTimeout.
+	DefaultTimeout time.Duration
+	// MaxConcurrent bounds the commands running at once; beyond it a
+	// command fails at once with an explanation. Zero means
+	// DefaultMaxConcurrent.
+	MaxConcurrent int
+
+	// Heartbeats, if set, drives this agent's heartbeats instead of a
+	// timer of its own (many agents in one process); it must be running.
+	Heartbeats *HeartbeatGroup
+	// HeartbeatInterval overrides the server's heartbeat interval, for
+	// load tests only; zero (the normal case) uses the server's.
+	HeartbeatInterval time.Duration
+
+	// OnConnected, if set, is called with the server's welcome each time
+	// a connection is established. OnDisconnected, if set, is called with
+	// the cause each time an established connection ends. Both are called
+	// from the goroutine running [Agent.Run] and must not block for long.
+	OnConnected    func(agentproto.Welcome)
+	OnDisconnected func(error)
+}
+
+// Agent is a remote agent's connection to the client manager. Create it
+// with [New] and call [Agent.Run]. Its methods are safe for concurrent use.
+type Agent struct {
+	cfg        Config
+	wsURL      string
+	allow      AllowList
+	runner     Runner
+	log        *slog.Logger
+	httpClient *http.Client
+	facts      agentproto.Hello
+
+	started atomic.Bool
+	current atomic.Pointer[session]
+	// randN draws reconnect jitter; nil means math/rand (tests replace it).
+	randN func(n int64) int64
+
+	// cmdCtx is the parent of every command's context; cancelled when Run
+	// returns. Set once at the start of Run, before any session.
+	cmdCtx context.Context
+	cmdWG  sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc
+	results resultCache
+}
+
+// New validates cfg, fills in its defaults and returns an Agent. It does
+// not connect; [Agent.Run] does.
+func New(cfg Config) (*Agent, error) {
+	wsURL, err := endpointURL(cfg.ServerURL, agentproto.PathWebSocket)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := agentproto.ParseCredential(cfg.Credential); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	setDefaults(&cfg)
+	if cfg.MinBackoff > cfg.MaxBackoff {
+		return nil, fmt.Errorf("agent config: MinBackoff %s exceeds MaxBackoff %s", cfg.MinBackoff, cfg.MaxBackoff)
+	}
+	a := &Agent{
+		cfg:        cfg,
+		wsURL:      wsURL,
+		allow:      NewAllowList(cfg.Allowed...),
+		runner:     cfg.Runner,
+		log:        cfg.Logger,
+		httpClient: cfg.HTTPClient,
+		facts:      hostFacts(cfg.Facts),
+		running:    make(map[string]context.CancelCauseFunc),
+	}
+	a.facts.Allowed = a.allow.Names()
+	return a, nil
+}
+
+func setDefaults(cfg *Config) {
+	if cfg.Runner == nil {
+		cfg.Runner = ExecRunner{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = cfg.TLSConfig
+		cfg.HTTPClient = &http.Client{Transport: tr}
+	}
+	setDefault(&cfg.MinBackoff, DefaultMinBackoff)
+	setDefault(&cfg.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&cfg.StableAfter, DefaultStableAfter)
+	setDefault(&cfg.MaxOutputBytes, DefaultMaxOutputBytes)
+	setDefault(&cfg.DefaultTimeout, DefaultCommandTimeout)
+	setDefault(&cfg.MaxConcurrent, DefaultMaxConcurrent)
+}
+
+func setDefault[T time.Duration | int64 | int](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// hostFacts fills the empty host facts from the running system.
+func hostFacts(f agentproto.Hello) agentproto.Hello {
+	if f.Hostname == "" {
+		f.Hostname, _ = os.Hostname()
+	}
+	if f.OS == "" {
+		f.OS = runtime.GOOS
+	}
+	if f.Arch == "" {
+		f.Arch = runtime.GOARCH
+	}
+	f.Running = nil
+	return f
+}
+
+// Run connects to the server and serves it until ctx is done, reconnecting
+// with backoff whenever the connection fails or ends. It blocks. When ctx is
+// done it closes the connection with status 1000, stops running commands
+// and returns nil. It returns early only with an error wrapping
+// [ErrRevoked] (the server closed with agentproto.CloseRevoked) or
+// [ErrUnauthorized] (the server refused the credential); retrying with the
+// same credential cannot succeed. Run may be called only once.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("agent: Run called more than once")
+	}
+	cmdCtx, stopCommands := context.WithCancelCause(context.WithoutCancel(ctx))
+	a.cmdCtx = cmdCtx
+	defer func() {
+		stopCommands(errAgentStopped)
+		a.cmdWG.Wait()
+	}()
+	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff, randN: a.randN}
+	for {
+		lasted, err := a.connectOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrRevoked) || errors.Is(err, ErrUnauthorized) {
+			a.log.Error("agent stopped: the server no longer accepts its credential", "error", err)
+			return err
+		}
+		if lasted >= a.cfg.StableAfter {
+			bo.reset()
+		}
+		delay := retryDelay(&bo, err)
+		a.log.Warn("not connected; retrying", "error", err, "retry_in", delay.Round(time.Millisecond))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// connectOnce holds one connection until it ends. lasted is how long it was
+// established (zero if the handshake failed).
+func (a *Agent) connectOnce(ctx context.Context) (lasted time.Duration, err error) {
+	s, err := a.handshake(ctx)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	a.log.Info("connected", "agent_id", s.welcome.AgentID, "server_version", s.welcome.ServerVersion)
+	if a.cfg.OnConnected != nil {
+		a.cfg.OnConnected(s.welcome)
+	}
+	err = s.serve(ctx)
+	if a.cfg.OnDisconnected != nil {
+		a.cfg.OnDisconnected(err)
+	}
+	return time.Since(start), err
+}

@@ -1,0 +1,29 @@
+// Package agent is the SDK for programs that act as remote agents of the
+// client manager. It implements the agent side of the protocol defined in
+// package agentproto (and described in docs/protocol.md):
+//
+//   - [Enroll] exchanges a one-time enrollment token for a permanent agent
+//     credential; [SaveCredential] and [LoadCredential] keep it on disk.
+//   - [Agent] holds one WebSocket connection to the server: it says hello,
+//     heartbeats at the server's interval, runs the commands the server sends
+//     through a [Runner] (by default [ExecRunner]: argv only, never a shell,
+//     one process group per command), streams their output, and reports
+//     results until the server acknowledges them. It reconnects with
+//     exponential backoff and full jitter until its context is cancelled or
+//     the server revokes its credential.
+//   - [AllowList] decides which executables the server may run.
+//   - [HeartbeatGroup] drives the heartbeats of many agents in one process
+//     from a single goroutine (load simulation).
+//
+// A minimal agent:
+//
+//	resp, err := agent.Enroll(ctx, server, agentproto.EnrollRequest{Token: token}, nil)
+//	// handle err, then agent.SaveCredential(path, agent.StoredCredential{...})
+//	a, err := agent.New(agent.Config{
+//		ServerURL:  server,
+//		Credential: resp.Credential,
+//		Allowed:    []string{"uname", "uptime"},
+//	})
+//	// handle err
+//	err = a.Run(ctx) // blocks; nil after ctx is cancelled
+package agent

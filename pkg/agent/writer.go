@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+// writeLoop is the session's only writer: it first re-sends unacked, the
+// results the server has not acknowledged, then writes queued messages and
+// heartbeats until the session ends. When ctx is done it closes the
+// connection with status 1000; when a write fails or the server has been
+// silent past its liveness timeout it drops the connection.
+func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandResult) {
+	var tick <-chan time.Time
+	if g := s.a.cfg.Heartbeats; g != nil {
+		m := g.add(s.heartbeat, s.beat)
+		defer g.remove(m)
+	} else {
+		t := time.NewTicker(s.heartbeat)
+		defer t.Stop()
+		tick = t.C
+	}
+	err := s.resend(unacked)
+	for err == nil {
+		select {
+		case <-ctx.Done():
+			s.conn.Close(websocket.StatusNormalClosure, "agent stopping")
+			return
+		case <-s.done:
+			return
+		case b := <-s.out:
+			err = s.write(b)
+		case <-tick:
+			err = s.heartbeatNow()
+		case <-s.beat:
+			err = s.heartbeatNow()
+		}
+	}
+	s.a.log.Warn("dropping the connection", "error", err)
+	s.conn.CloseNow()
+}
+
+// resend writes results directly, ahead of the queue.
+func (s *session) resend(results []agentproto.CommandResult) error {
+	for _, res := range results {
+		b, err := s.encodeResult(res)
+		if err != nil {
+			s.a.log.Error("dropping result", "command_id", res.CommandID, "error", err)
+			continue
+		}
+		if err := s.write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) write(b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	return s.conn.Write(ctx, websocket.MessageText, b)
+}
+
+// heartbeatNow sends a heartbeat, unless the server has been silent longer
+// than its liveness timeout: every heartbeat is answered, so the server or
+// the path to it is gone.
+func (s *session) heartbeatNow() error {
+	if time.Since(time.Unix(0, s.lastRecv.Load())) > s.liveness {
+		return errServerSilent
+	}
+	b, err := s.encode(agentproto.TypeHeartbeat, agentproto.Heartbeat{Time: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return s.write(b)
+}
+
+// encodeResult encodes a command_result within the server's frame size
+// limit, cutting the output (and setting Truncated) if it does not fit.
+func (s *session) encodeResult(res agentproto.CommandResult) ([]byte, error) {
+	for {
+		b, err := s.encode(agentproto.TypeCommandResult, res)
+		if err != nil || int64(len(b)) <= s.maxMessage {
+			return b, err
+		}
+		excess := int(int64(len(b)) - s.maxMessage)
+		if len(res.Stdout)+len(res.Stderr) == 0 {
+			return nil, errors.New("result does not fit the server's message size limit")
+		}
+		res.Truncated = true
+		if len(res.Stdout) >= len(res.Stderr) {
+			res.Stdout = cutString(res.Stdout, excess)
+		} else {
+			res.Stderr = cutString(res.Stderr, excess)
+		}
+	}
+}
+
+// cutString removes at least n bytes from the end of s without splitting a
+// UTF-8 sequence.
+func cutString(s string, n int) string {
+	b := []byte(s[:max(len(s)-n, 0)])
+	return string(b[:completeUTF8(b)])
+}
