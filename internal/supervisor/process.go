@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +35,9 @@ type instance struct {
 	// kill sends SIGKILL to the process group unless the process has
 	// already been reaped.
 	kill context.CancelFunc
+	// reaped and exit are set by reap.
+	reaped bool
+	exit   *Exit
 }
 
 // launch verifies the binary and starts the plugin process in its own
@@ -59,9 +63,16 @@ func (s *Supervisor) launch(ctx context.Context) (*instance, error) {
 	stop := context.AfterFunc(ctx, kill)
 	defer stop()
 	if _, err := inst.client.Start(); err != nil {
-		s.reap(inst)
-		if ctx.Err() != nil {
+		exit := s.reap(inst)
+		switch {
+		case ctx.Err() != nil:
 			return inst, fmt.Errorf("launch %s: %w", s.man.Command, context.Cause(ctx))
+		case exit != nil:
+			// go-plugin's message is long and generic; its first line and the
+			// exit status say what happened.
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			return inst, fmt.Errorf("launch %s: process %s before the plugin handshake completed (%s)",
+				s.man.Command, exit, strings.TrimSpace(first))
 		}
 		return inst, fmt.Errorf("launch %s: %w", s.man.Command, err)
 	}
@@ -105,14 +116,14 @@ func (s *Supervisor) begin(ctx context.Context, inst *instance) error {
 	s.update(func(sn *Snapshot) { sn.HTTPAddress = addr })
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	last := errors.New("no health answer yet")
 	for {
-		if last = s.readiness(ctx, inst); last == nil {
+		err := s.readiness(ctx, inst)
+		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not ready within %s: %w", s.opts.StartupTimeout, last)
+			return fmt.Errorf("not ready within %s: %w", s.opts.StartupTimeout, err)
 		case <-tick.C:
 		}
 	}
@@ -141,8 +152,12 @@ func (s *Supervisor) readiness(ctx context.Context, inst *instance) error {
 
 // reap waits until go-plugin has reaped the process, kills whatever is
 // left of its process group and returns how the process ended (nil if it
-// never started).
+// never started). Later calls return the same.
 func (s *Supervisor) reap(inst *instance) *Exit {
+	if inst.reaped {
+		return inst.exit
+	}
+	inst.reaped = true
 	inst.client.Kill()
 	inst.kill()
 	if inst.cmd.Process == nil {
@@ -151,7 +166,8 @@ func (s *Supervisor) reap(inst *instance) *Exit {
 	if err := signalGroup(inst.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		s.log.Warn("cleaning up the process group", "err", err)
 	}
-	return exitOf(inst.cmd.ProcessState)
+	inst.exit = exitOf(inst.cmd.ProcessState)
+	return inst.exit
 }
 
 // exitOf converts a process state to an Exit.

@@ -63,6 +63,7 @@ const exitPoll = 100 * time.Millisecond
 // Supervisor supervises one plugin. Its methods are safe for concurrent
 // use; [Supervisor.Run] must be running for Start and Stop to make progress.
 type Supervisor struct {
+	name string
 	man  manifest.Manifest
 	opts Options
 	log  *slog.Logger
@@ -84,6 +85,7 @@ type Supervisor struct {
 // state of the plugin's dependencies; it may be nil if there are none.
 func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string) (State, bool)) *Supervisor {
 	s := &Supervisor{
+		name:     e.Name,
 		man:      e.Manifest,
 		opts:     opts.withDefaults(),
 		log:      log.With("plugin", e.Name),
@@ -115,7 +117,7 @@ func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string)
 }
 
 // Name returns the plugin's name.
-func (s *Supervisor) Name() string { return s.snap.Name }
+func (s *Supervisor) Name() string { return s.name }
 
 // Start starts a stopped or failed plugin and waits until it is running or
 // has failed (including restarts made by its policy), or ctx ends. It

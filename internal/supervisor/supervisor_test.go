@@ -219,6 +219,9 @@ func TestExitAtOnceEndsFailed(t *testing.T) {
 	if snap.LastExit == nil || snap.LastExit.Code != 3 {
 		t.Errorf("last exit %+v, want code 3", snap.LastExit)
 	}
+	if !strings.Contains(snap.LastError, "process exited with code 3 before the plugin handshake completed") {
+		t.Errorf("last error %q", snap.LastError)
+	}
 	if snap.PID != 0 {
 		t.Errorf("pid %d in failed state", snap.PID)
 	}
