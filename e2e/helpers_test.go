@@ -83,6 +83,7 @@ type runtimeProc struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	admin string // base URL of the admin API
+	state string // RUNTIME_STATE_DIR
 	logs  *syncBuffer
 	done  chan struct{} // closed once the process has been waited for
 
@@ -122,13 +123,14 @@ func launchRuntime(t *testing.T, pluginsDir string, extra ...string) *runtimePro
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "runtime"))
 	cmd.Dir = t.TempDir()
+	state := t.TempDir()
 	cmd.Env = append(baseEnv(),
 		"RUNTIME_PORT=0", "RUNTIME_LOG_FORMAT=json", "RUNTIME_PLUGINS_DIR="+pluginsDir,
-		"RUNTIME_STATE_DIR="+t.TempDir(), "RUNTIME_SHUTDOWN_TIMEOUT=20s",
+		"RUNTIME_STATE_DIR="+state, "RUNTIME_SHUTDOWN_TIMEOUT=20s",
 		"CLIENT_MANAGER_HOST=127.0.0.1", "CLIENT_MANAGER_PORT=0", "CLIENT_MANAGER_DATA_DIR="+t.TempDir())
 	cmd.Env = append(cmd.Env, extra...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	r := &runtimeProc{t: t, cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{}), pids: map[int]bool{}}
+	r := &runtimeProc{t: t, cmd: cmd, state: state, logs: &syncBuffer{}, done: make(chan struct{}), pids: map[int]bool{}}
 	cmd.Stderr = r.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -184,15 +186,15 @@ func (r *runtimeProc) waitAdminAddr(timeout time.Duration) (string, error) {
 
 // pluginJSON is the part of the admin API's plugin object tests read.
 type pluginJSON struct {
-	Name        string `json:"name"`
-	State       string `json:"state"`
-	Reason      string `json:"reason"`
-	PID         int    `json:"pid"`
-	HTTPAddress string `json:"http_address"`
+	Name        string  `json:"name"`
+	State       string  `json:"state"`
+	Reason      string  `json:"reason"`
+	PID         int     `json:"pid"`
+	HTTPAddress string  `json:"http_address"`
 	StartedAt   *string `json:"started_at"`
-	Restarts    int    `json:"restarts"`
-	LastError   string `json:"last_error"`
-	InstanceID  string `json:"instance_id"`
+	Restarts    int     `json:"restarts"`
+	LastError   string  `json:"last_error"`
+	InstanceID  string  `json:"instance_id"`
 	LastExit    *struct {
 		Code         int     `json:"code"`
 		Signal       *string `json:"signal"`

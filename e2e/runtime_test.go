@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,8 +25,12 @@ func TestHappyPath(t *testing.T) {
 		t.Fatalf("running client manager: %+v", p)
 	}
 	var list struct{ Items []pluginJSON }
-	if code := r.do("GET", "/api/admin/v1/plugins", &list); code != http.StatusOK || len(list.Items) != 1 || list.Items[0].Name != cm {
+	if code := r.do("GET", "/api/admin/v1/plugins", &list); code != http.StatusOK || len(list.Items) != 1 ||
+		list.Items[0].Name != cm || list.Items[0].State != "running" || list.Items[0].PID != p.PID {
 		t.Fatalf("plugin list: %d %+v", code, list)
+	}
+	if addr, err := os.ReadFile(filepath.Join(r.state, "admin.addr")); err != nil || "http://"+strings.TrimSpace(string(addr)) != r.admin {
+		t.Errorf("admin.addr holds %q (%v), want the address of %s", addr, err, r.admin)
 	}
 	if code, body := get("http://" + p.HTTPAddress + "/health"); code != http.StatusOK {
 		t.Fatalf("GET /health: %d %s", code, body)
@@ -101,7 +107,9 @@ func TestStopStartRestart(t *testing.T) {
 		_ = ln.Close()
 	}
 
-	var apiErr struct{ Error struct{ Code, Message string } }
+	var apiErr struct {
+		Error struct{ Code, Message string }
+	}
 	if code := r.do("POST", "/api/admin/v1/plugins/"+cm+"/stop", &apiErr); code != http.StatusConflict || apiErr.Error.Code != "invalid_transition" {
 		t.Errorf("second stop: %d %+v", code, apiErr)
 	}
@@ -153,7 +161,9 @@ func TestCrashLoopIsIsolated(t *testing.T) {
 	if code, _ := get("http://" + p.HTTPAddress + "/health"); code != http.StatusOK {
 		t.Errorf("client manager /health: %d", code)
 	}
-	var health struct{ Plugins struct{ States map[string]int } }
+	var health struct {
+		Plugins struct{ States map[string]int }
+	}
 	if code := r.do("GET", "/api/admin/v1/health", &health); code != http.StatusOK ||
 		health.Plugins.States["failed"] != 1 || health.Plugins.States["running"] != 1 {
 		t.Errorf("admin health: %d %+v", code, health)
@@ -215,7 +225,9 @@ func TestManifestDefects(t *testing.T) {
 	if n := r.plugin("needs_broken"); n.State != "blocked" || !strings.Contains(n.Reason, "depends on invalid plugin broken") {
 		t.Errorf("needs_broken: %s %q", n.State, n.Reason)
 	}
-	var apiErr struct{ Error struct{ Code, Message string } }
+	var apiErr struct {
+		Error struct{ Code, Message string }
+	}
 	if code := r.do("POST", "/api/admin/v1/plugins/broken/start", &apiErr); code != http.StatusConflict ||
 		!strings.Contains(apiErr.Error.Message, "unknown field") {
 		t.Errorf("start of invalid plugin: %d %+v", code, apiErr)
