@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -103,7 +104,7 @@ func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string)
 		},
 	}
 	if s.snap.ManifestPath == "" {
-		s.snap.ManifestPath = e.Dir + "/" + manifest.FileName
+		s.snap.ManifestPath = filepath.Join(e.Dir, manifest.FileName)
 	}
 	switch e.Status {
 	case manifest.StatusInvalid:
@@ -123,7 +124,7 @@ func (s *Supervisor) Name() string { return s.name }
 // has failed (including restarts made by its policy), or ctx ends. It
 // returns a *TransitionError if the plugin cannot be started now.
 func (s *Supervisor) Start(ctx context.Context) (Snapshot, error) {
-	if err := s.request(true, nil); err != nil {
+	if err := s.requestStart(); err != nil {
 		return s.Snapshot(), err
 	}
 	return s.waitFor(ctx, func(st State) bool {
@@ -137,7 +138,7 @@ func (s *Supervisor) Start(ctx context.Context) (Snapshot, error) {
 // process group is killed at once. A stopped plugin gives a
 // *TransitionError.
 func (s *Supervisor) Stop(ctx context.Context) (Snapshot, error) {
-	if err := s.request(false, ctx); err != nil {
+	if err := s.requestStop(ctx); err != nil {
 		return s.Snapshot(), err
 	}
 	return s.waitFor(context.WithoutCancel(ctx), func(st State) bool {
@@ -155,35 +156,47 @@ func (s *Supervisor) Restart(ctx context.Context) (Snapshot, error) {
 	return s.Start(ctx)
 }
 
-// request records the operator's wish and wakes Run. stopCtx bounds a
-// graceful stop.
-func (s *Supervisor) request(up bool, stopCtx context.Context) error {
-	var blocker string
-	if up {
-		blocker = s.unmetDependency()
-	}
+// requestStart records that an operator wants the plugin running and
+// wakes Run.
+func (s *Supervisor) requestStart() error {
+	blocker := s.unmetDependency()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkTransition(up, blocker); err != nil {
+	if err := s.checkTransition(true, blocker); err != nil {
 		return err
 	}
-	s.wanted = up
-	if up {
-		s.restartTimes = nil
-		s.snap.State, s.snap.Reason, s.snap.LastError = StateStarting, "", ""
-		close(s.changed)
-		s.changed = make(chan struct{})
-	} else {
-		s.stopCtx = stopCtx
-		if s.cancelAttempt != nil {
-			s.cancelAttempt()
-		}
+	s.wanted = true
+	s.restartTimes = nil
+	s.snap.State, s.snap.Reason, s.snap.LastError = StateStarting, "", ""
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.wakeRun()
+	return nil
+}
+
+// requestStop records that an operator wants the plugin stopped, within
+// ctx, cancels a launch in progress and wakes Run.
+func (s *Supervisor) requestStop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkTransition(false, ""); err != nil {
+		return err
 	}
+	s.wanted = false
+	s.stopCtx = ctx
+	if s.cancelAttempt != nil {
+		s.cancelAttempt()
+	}
+	s.wakeRun()
+	return nil
+}
+
+// wakeRun tells Run that the wanted state changed.
+func (s *Supervisor) wakeRun() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // checkTransition tells whether the wished change applies to the current
