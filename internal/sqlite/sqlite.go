@@ -45,6 +45,11 @@ type Store struct {
 // pending schema migrations. It fails if the database was written by a
 // newer binary with a schema this one does not know.
 func Open(ctx context.Context, path string) (*Store, error) {
+	// A relative path would read as a URI authority ("file://data/...").
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	if err := prepareFile(path); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}

@@ -93,6 +93,17 @@ func TestOpenEscapesPath(t *testing.T) {
 	}
 }
 
+func TestOpenRelativePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	s := openPath(t, filepath.Join("data", "cm.db"))
+	if err := s.AppendAudit(t.Context(), fleet.AuditEntry{Action: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join("data", "cm.db")); err != nil {
+		t.Fatalf("database not at the relative path: %v", err)
+	}
+}
+
 func TestPragmas(t *testing.T) {
 	s := openStore(t)
 	for _, pool := range []struct {
