@@ -1,0 +1,157 @@
+// Package cli implements the agent command: flag and environment parsing,
+// enrolling or loading the credential, and running the agent or the
+// simulator until the context is cancelled.
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+
+	"github.com/home-console/client-manager/pkg/agent"
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+// Version is the agent's version, reported at enrollment and in hello.
+const Version = "0.1.0"
+
+// Exit codes of Main.
+const (
+	ExitOK         = 0 // stopped by a signal (or -h)
+	ExitError      = 1 // any other failure
+	ExitUsage      = 2 // bad flags or environment
+	ExitCredential = 3 // enrollment token or credential refused, or revoked
+)
+
+// DefaultAllow is the default allow-list: commands that only report on the
+// system, whatever their arguments. date and hostname are left out because
+// with arguments they set the clock or the host name when run as root; ls
+// and cat because they read arbitrary files.
+const DefaultAllow = "uname,uptime,whoami,id,df,free"
+
+// Main runs the agent command with args (without the program name) and
+// returns the process exit code. It blocks until ctx is cancelled (the
+// caller cancels it on SIGINT/SIGTERM) or the agent cannot go on.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "simulate" {
+		return simulate(ctx, args[1:], getenv, stdout, stderr)
+	}
+	return runAgent(ctx, args, getenv, stderr)
+}
+
+type agentOptions struct {
+	server, token, credFile, name, labels, allow, level, caFile string
+}
+
+func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agentOptions, error) {
+	var o agentOptions
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	e := envFlags{fs: fs, getenv: getenv}
+	e.string(&o.server, "server", "AGENT_SERVER", "http://localhost:10000", "client manager base URL")
+	e.string(&o.token, "enroll-token", "AGENT_ENROLL_TOKEN", "", "enrollment token, or @file to read it from a file; used only when no credential is stored")
+	e.string(&o.credFile, "credential-file", "AGENT_CREDENTIAL_FILE", defaultCredentialFile(getenv), "where the agent credential is stored")
+	e.string(&o.name, "name", "AGENT_NAME", "", "agent name given at enrollment (default: host name)")
+	e.string(&o.labels, "labels", "AGENT_LABELS", "", "labels as key=value,key=value")
+	e.string(&o.allow, "allow", "AGENT_ALLOW", DefaultAllow, "comma-separated executables the server may run (names, or exact absolute paths)")
+	e.string(&o.level, "log-level", "AGENT_LOG_LEVEL", "info", "debug, info, warn or error")
+	e.string(&o.caFile, "ca-file", "AGENT_CA_FILE", "", "PEM file of CA certificates to trust for https/wss")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage:\n  agent [flags]            enroll if needed, then serve the client manager\n"+
+			"  agent simulate [flags]   run simulated agents for load tests (agent simulate -h)\n\n"+
+			"Exit status: %d stopped by a signal, %d error, %d usage, %d token or credential refused or revoked.\n\nFlags:\n",
+			ExitOK, ExitError, ExitUsage, ExitCredential)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return o, nil
+}
+
+func runAgent(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	o, err := parseAgentFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	level, lerr := parseLevel(o.level)
+	labels, berr := parseLabels(o.labels)
+	tlsConf, terr := loadTLS(o.caFile)
+	if err = errors.Join(err, lerr, berr, terr); err != nil {
+		fmt.Fprintln(stderr, "agent:", err)
+		return ExitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	client := &http.Client{Transport: transport(tlsConf)}
+	hostname, _ := os.Hostname()
+	facts := agentproto.Hello{Hostname: hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: Version, Labels: labels}
+	cred, err := loadOrEnroll(ctx, o, facts, client, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent:", err)
+		switch {
+		case ctx.Err() != nil:
+			return ExitOK
+		case errors.Is(err, agent.ErrUnauthorized):
+			return ExitCredential
+		}
+		return ExitError
+	}
+	a, err := agent.New(agent.Config{
+		ServerURL: o.server, Credential: cred.Credential, Facts: facts,
+		Allowed: splitList(o.allow), Logger: log, HTTPClient: client,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "agent:", err)
+		return ExitUsage
+	}
+	log.Info("agent starting", "agent_id", cred.AgentID, "server", o.server, "allowed", splitList(o.allow))
+	return fail(ctx, stderr, a.Run(ctx), o.credFile)
+}
+
+// fail reports err and picks the exit code; a nil error, or one caused by
+// the context's cancellation, is a clean stop.
+func fail(ctx context.Context, stderr io.Writer, err error, credFile string) int {
+	switch {
+	case err == nil, ctx.Err() != nil:
+		return ExitOK
+	case errors.Is(err, agent.ErrRevoked), errors.Is(err, agent.ErrUnauthorized):
+		fmt.Fprintf(stderr, "agent: %v\nagent: the server no longer accepts this agent's credential: "+
+			"remove %s and enroll again with --enroll-token\n", err, credFile)
+		return ExitCredential
+	}
+	fmt.Fprintln(stderr, "agent:", err)
+	return ExitError
+}
+
+// loadTLS returns a TLS config trusting the CAs in caFile, or nil.
+func loadTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("ca file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ca file %s: no PEM certificates", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+func transport(tlsConf *tls.Config) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConf
+	return tr
+}

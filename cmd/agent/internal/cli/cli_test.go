@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/home-console/client-manager/cmd/agent/internal/testserver"
+	"github.com/home-console/client-manager/pkg/agent"
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestFlagsOverrideEnvOverrideDefaults(t *testing.T) {
+	env := envOf(map[string]string{"AGENT_SERVER": "http://env:1", "AGENT_ALLOW": "uname", "HOME": "/home/u"})
+	var stderr bytes.Buffer
+	o, err := parseAgentFlags([]string{"--allow", "uptime,df"}, env, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.server != "http://env:1" || o.allow != "uptime,df" || o.level != "info" ||
+		o.credFile != "/home/u/.local/state/cm-agent/credential.json" {
+		t.Errorf("options %+v", o)
+	}
+	if _, err := parseAgentFlags([]string{"extra"}, env, &stderr); err == nil {
+		t.Error("a stray argument was accepted")
+	}
+}
+
+func TestDefaultCredentialFile(t *testing.T) {
+	if got := defaultCredentialFile(envOf(map[string]string{"XDG_STATE_HOME": "/st", "HOME": "/h"})); got != "/st/cm-agent/credential.json" {
+		t.Errorf("XDG: %s", got)
+	}
+	if got := defaultCredentialFile(envOf(map[string]string{"XDG_STATE_HOME": "relative", "HOME": "/h"})); got != "/h/.local/state/cm-agent/credential.json" {
+		t.Errorf("relative XDG_STATE_HOME must be ignored: %s", got)
+	}
+}
+
+func TestParseLabelsAndToken(t *testing.T) {
+	l, err := parseLabels(" env=prod, role = web ,empty=")
+	if err != nil || len(l) != 3 || l["env"] != "prod" || l["role"] != "web" || l["empty"] != "" {
+		t.Errorf("labels %v %v", l, err)
+	}
+	for _, bad := range []string{"novalue", "=x"} {
+		if _, err := parseLabels(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "bootstrap-token")
+	os.WriteFile(path, []byte("  tok123\n"), 0o600)
+	if tok, err := readToken("@" + path); err != nil || tok != "tok123" {
+		t.Errorf("token file: %q %v", tok, err)
+	}
+	if tok, _ := readToken("plain"); tok != "plain" {
+		t.Errorf("plain token: %q", tok)
+	}
+	if _, err := readToken("@" + path + ".missing"); err == nil {
+		t.Error("missing token file accepted")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the agent's log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startMain(t *testing.T, args []string, env map[string]string) (context.CancelFunc, <-chan int, *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr := &syncBuffer{}
+	code := make(chan int, 1)
+	go func() { code <- Main(ctx, args, envOf(env), &bytes.Buffer{}, stderr) }()
+	t.Cleanup(cancel)
+	return cancel, code, stderr
+}
+
+func waitCode(t *testing.T, code <-chan int, stderr *syncBuffer) int {
+	t.Helper()
+	select {
+	case c := <-code:
+		return c
+	case <-time.After(15 * time.Second):
+		t.Fatalf("Main did not return; stderr:\n%s", stderr)
+		return -1
+	}
+}
+
+func TestMainEnrollsRunsCommandsAndHandlesRevocation(t *testing.T) {
+	srv := testserver.New(t)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "bootstrap-token")
+	os.WriteFile(tokenFile, []byte(srv.Token+"\n"), 0o600)
+	credFile := filepath.Join(dir, "state", "credential.json")
+	env := map[string]string{"AGENT_SERVER": srv.URL, "AGENT_ENROLL_TOKEN": "@" + tokenFile}
+	args := []string{"--credential-file", credFile, "--labels", "env=test", "--log-level", "debug"}
+
+	cancel, code, stderr := startMain(t, args, env)
+	srv.WaitConnected(t, 1, 10*time.Second)
+	if fi, err := os.Stat(credFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("credential file: %v %v", fi, err)
+	}
+	if err := srv.Send("ag1", agentproto.TypeCommandRequest, agentproto.CommandRequest{CommandID: "c1", Command: "uname", TimeoutMS: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-srv.Results(); res.Status != agentproto.ResultCompleted || res.Stdout == "" {
+		t.Errorf("uname result %+v", res)
+	}
+	cancel()
+	if c := waitCode(t, code, stderr); c != ExitOK {
+		t.Fatalf("exit %d after cancel, want 0; stderr:\n%s", c, stderr)
+	}
+
+	_, code, stderr = startMain(t, args, env)
+	srv.WaitConnected(t, 1, 10*time.Second)
+	if n := srv.Enrolled(); n != 1 {
+		t.Errorf("enrolled %d times; the stored credential must be reused", n)
+	}
+	srv.Revoke("ag1")
+	if c := waitCode(t, code, stderr); c != ExitCredential || !strings.Contains(stderr.String(), credFile) {
+		t.Errorf("exit %d after revocation, want %d naming the credential file; stderr:\n%s", c, ExitCredential, stderr)
+	}
+}
+
+func TestMainWithoutCredentialOrToken(t *testing.T) {
+	srv := testserver.New(t)
+	credFile := filepath.Join(t.TempDir(), "credential.json")
+	_, code, stderr := startMain(t, []string{"--server", srv.URL, "--credential-file", credFile}, nil)
+	if c := waitCode(t, code, stderr); c != ExitError || !strings.Contains(stderr.String(), "--enroll-token") {
+		t.Errorf("exit %d, stderr:\n%s", c, stderr)
+	}
+	_, code, stderr = startMain(t, []string{"--server", srv.URL, "--credential-file", credFile, "--enroll-token", "wrong"}, nil)
+	if c := waitCode(t, code, stderr); c != ExitCredential || !strings.Contains(stderr.String(), "invalid_token") {
+		t.Errorf("bad token: exit %d, stderr:\n%s", c, stderr)
+	}
+	if _, err := agent.LoadCredential(credFile); err == nil {
+		t.Error("a credential was stored after a refused enrollment")
+	}
+}
+
+func TestMainUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"--log-level", "loud"}, {"--labels", "x"}, {"--nope"}, {"simulate", "--count", "0"}} {
+		_, code, stderr := startMain(t, args, nil)
+		if c := waitCode(t, code, stderr); c != ExitUsage {
+			t.Errorf("%v: exit %d, want %d", args, c, ExitUsage)
+		}
+	}
+}
