@@ -1,0 +1,228 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/home-console/client-manager/internal/events"
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+// conn is one agent WebSocket. Its reader goroutine owns the fields marked
+// "reader only"; the rest are atomics or guarded by mu. It is kept small:
+// 100k of them must fit comfortably in memory.
+type conn struct {
+	hub        *Hub
+	ws         *websocket.Conn
+	nc         net.Conn // the hijacked socket, cut by Shutdown after its deadline
+	agentID    string
+	remoteAddr string
+
+	connectedAt  int64        // hub.now() at upgrade
+	lastActivity atomic.Int64 // hub.now() at the last inbound message
+	ready        atomic.Bool  // hello answered; set under the registry shard lock
+
+	// Reader only.
+	lastSeenStored int64   // hub.now() of the last SeenAgent write
+	tokens         float64 // inbound message token bucket
+	tokensAt       int64
+
+	mu      sync.Mutex
+	queue   [][]byte // encoded frames waiting for the writer
+	writing bool     // a writer goroutine is draining queue
+	closing bool
+}
+
+// session returns the public view of c.
+func (c *conn) session() Session {
+	return Session{
+		AgentID:      c.agentID,
+		RemoteAddr:   c.remoteAddr,
+		ConnectedAt:  c.hub.wall(c.connectedAt),
+		LastActivity: c.hub.wall(c.lastActivity.Load()),
+	}
+}
+
+// enqueue queues an encoded frame and makes sure a writer is draining the
+// queue. It never blocks on the network.
+func (c *conn) enqueue(frame []byte) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrOffline
+	}
+	if len(c.queue) >= c.hub.cfg.OutboundQueue {
+		c.mu.Unlock()
+		c.hub.closeAsync(c, agentproto.CloseSlowConsumer, "outbound queue full: the agent reads too slowly")
+		return ErrQueueFull
+	}
+	c.queue = append(c.queue, frame)
+	start := !c.writing
+	if start {
+		c.writing = true
+		c.hub.wg.Add(1) // the reader is alive (not closing), so the count is positive
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return nil
+}
+
+// writeLoop writes queued frames until the queue is empty, then exits; an
+// idle connection has no writer goroutine.
+func (c *conn) writeLoop() {
+	defer c.hub.wg.Done()
+	for {
+		c.mu.Lock()
+		if c.closing || len(c.queue) == 0 {
+			c.writing = false
+			c.queue = nil
+			c.mu.Unlock()
+			return
+		}
+		frame := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+		if err := c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
+			if c.beginClose(websocket.StatusAbnormalClosure, "write failed") {
+				_ = c.ws.CloseNow()
+			}
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// beginClose marks c closing, drops its queue, takes it off the registry
+// (so the agent is offline at once) and publishes client.disconnected if
+// it had said hello. Only the first call does anything and returns true.
+func (c *conn) beginClose(code websocket.StatusCode, reason string) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	c.closing = true
+	c.queue = nil
+	c.mu.Unlock()
+
+	h := c.hub
+	h.reg.remove(c)
+	if c.ready.Load() {
+		h.bus.Publish(events.Event{
+			Type: events.ClientDisconnected, ClientID: c.agentID,
+			Data: map[string]any{"code": int(code), "reason": reason, "remote_addr": c.remoteAddr},
+		})
+		h.log.Info("agent disconnected", "agent_id", c.agentID, "remote_addr", c.remoteAddr, "code", int(code), "reason", reason)
+	}
+	return true
+}
+
+// run is c's reader goroutine: it reads and handles messages until the
+// connection ends, then releases c's resources.
+func (c *conn) run() {
+	h := c.hub
+	defer h.wg.Done()
+	code, reason, handshake := c.readLoop()
+	if c.beginClose(code, reason) && handshake {
+		_ = c.ws.Close(code, reason)
+	}
+	_ = c.ws.CloseNow() // waits for a close started elsewhere to finish
+	h.open.Add(-1)
+	if c.ready.Load() {
+		ctx, cancel := h.callCtx()
+		if err := h.store.SeenAgent(ctx, c.agentID, time.Now().UTC()); err != nil {
+			h.log.Warn("recording agent last-seen failed", "agent_id", c.agentID, "err", err)
+		}
+		cancel()
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuf keeps rare huge frames from pinning memory in the pool.
+const maxPooledBuf = 64 << 10
+
+// readLoop reads frames until the connection fails or a frame breaks the
+// protocol. It returns the close code and reason, and whether the hub
+// should send them (false when the peer is gone or already closed).
+func (c *conn) readLoop() (websocket.StatusCode, string, bool) {
+	for {
+		typ, r, err := c.ws.Reader(context.Background())
+		if err != nil {
+			return readFailure(err)
+		}
+		if typ != websocket.MessageText {
+			return agentproto.CloseUnsupported, "binary frames are not supported: send JSON text frames", true
+		}
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		code, reason, stop, send := c.readMessage(buf, r)
+		if buf.Cap() <= maxPooledBuf {
+			bufPool.Put(buf)
+		}
+		if stop {
+			return code, reason, send
+		}
+	}
+}
+
+// readMessage reads one message into buf and handles it.
+func (c *conn) readMessage(buf *bytes.Buffer, r io.Reader) (code websocket.StatusCode, reason string, stop, send bool) {
+	if _, err := buf.ReadFrom(r); err != nil {
+		if errors.Is(err, websocket.ErrMessageTooBig) {
+			return agentproto.CloseTooBig, "message exceeds the maximum size", true, true
+		}
+		code, reason, send := readFailure(err)
+		return code, reason, true, send
+	}
+	now := c.hub.now()
+	c.lastActivity.Store(now)
+	if !c.allowMessage(now) {
+		return agentproto.CloseRateLimited, "too many messages per second", true, true
+	}
+	// Handling (JSON, store and sink calls) needs a deep stack. It runs on
+	// a short-lived goroutine so that the reader, parked in Read most of
+	// its life, keeps a 4 KiB stack instead of growing to 8 KiB or more
+	// for good: that is a third of an idle connection's memory.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		code, reason, stop = c.handle(buf.Bytes(), now)
+	}()
+	<-done
+	return code, reason, stop, true
+}
+
+// readFailure describes a failed read: the peer closed, or the connection
+// broke (or was closed by the hub, which then already recorded why).
+func readFailure(err error) (websocket.StatusCode, string, bool) {
+	if code := websocket.CloseStatus(err); code != -1 {
+		return code, "closed by the agent", false
+	}
+	return websocket.StatusAbnormalClosure, "connection lost", false
+}
+
+// allowMessage spends one token of c's inbound rate limit.
+func (c *conn) allowMessage(now int64) bool {
+	cfg := &c.hub.cfg
+	c.tokens = min(float64(cfg.MessageBurst), c.tokens+time.Duration(now-c.tokensAt).Seconds()*cfg.MessageRate)
+	c.tokensAt = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}

@@ -1,0 +1,194 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/home-console/client-manager/internal/events"
+	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+// handle processes one inbound frame. It returns stop=true with a close
+// code and reason when the frame ends the connection.
+//
+// Forward compatibility: a well-formed envelope of a type this server does
+// not know is answered with error{code:"unknown_type"} and the connection
+// stays up, so newer agents can probe for features. Malformed data of a
+// known type is answered with error{code:"invalid_data"}.
+func (c *conn) handle(frame []byte, now int64) (websocket.StatusCode, string, bool) {
+	var env agentproto.Envelope
+	if err := json.Unmarshal(frame, &env); err != nil || env.Type == "" {
+		return agentproto.CloseInvalidData, "frame is not a JSON envelope {type,id,data}", true
+	}
+	if !c.ready.Load() {
+		if env.Type != agentproto.TypeHello {
+			return agentproto.ClosePolicy, "the first message must be hello", true
+		}
+		return c.onHello(env, now)
+	}
+	switch env.Type {
+	case agentproto.TypeHeartbeat:
+		c.onHeartbeat(env, now)
+	case agentproto.TypeCommandAccepted:
+		var ref agentproto.CommandRef
+		if c.decode(env, &ref) && c.requireID(env, ref.CommandID) {
+			c.withSink(env, func(s CommandSink) {
+				ctx, cancel := c.hub.callCtx()
+				defer cancel()
+				s.Accepted(ctx, c.agentID, ref.CommandID)
+			})
+		}
+	case agentproto.TypeCommandOutput:
+		var out agentproto.CommandOutput
+		if c.decode(env, &out) && c.requireID(env, out.CommandID) {
+			c.withSink(env, func(s CommandSink) {
+				ctx, cancel := c.hub.callCtx()
+				defer cancel()
+				s.Output(ctx, c.agentID, out)
+			})
+		}
+	case agentproto.TypeCommandResult:
+		var res agentproto.CommandResult
+		if c.decode(env, &res) && c.requireID(env, res.CommandID) {
+			c.withSink(env, func(s CommandSink) { c.onResult(s, env, res) })
+		}
+	case agentproto.TypeHello:
+		c.replyError(env.ID, "unexpected_hello", "hello was already received on this connection")
+	case agentproto.TypeError:
+		var e agentproto.Error
+		_ = json.Unmarshal(env.Data, &e)
+		c.hub.log.Debug("agent reported an error", "agent_id", c.agentID, "code", e.Code, "message", e.Message)
+	default:
+		c.replyError(env.ID, "unknown_type", "unknown message type "+truncate(env.Type, 64))
+	}
+	return 0, "", false
+}
+
+// onHello records the agent's facts, makes the connection live and
+// answers welcome, then lets the sink (re)deliver commands.
+func (c *conn) onHello(env agentproto.Envelope, now int64) (websocket.StatusCode, string, bool) {
+	h := c.hub
+	var hello agentproto.Hello
+	if err := json.Unmarshal(env.Data, &hello); err != nil {
+		return agentproto.CloseInvalidData, "hello data is not valid", true
+	}
+	facts := fleet.AgentFacts{
+		Hostname: hello.Hostname, OS: hello.OS, Arch: hello.Arch, Version: hello.Version,
+		Labels: hello.Labels, Allowed: hello.Allowed,
+	}
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	if err := h.store.TouchAgent(ctx, c.agentID, facts, c.remoteAddr, time.Now().UTC()); err != nil {
+		h.log.Error("recording agent connection failed", "agent_id", c.agentID, "err", err)
+		return agentproto.CloseInternal, "server error, retry later", true
+	}
+	if !h.reg.markReady(c) {
+		// A newer connection replaced this one meanwhile; it is closing.
+		return agentproto.CloseReplaced, "replaced by a newer connection", false
+	}
+	c.lastSeenStored = now
+	h.bus.Publish(events.Event{
+		Type: events.ClientConnected, ClientID: c.agentID,
+		Data: map[string]string{"remote_addr": c.remoteAddr, "hostname": hello.Hostname, "version": hello.Version},
+	})
+	h.log.Info("agent connected", "agent_id", c.agentID, "remote_addr", c.remoteAddr, "version", hello.Version)
+	c.reply(agentproto.TypeWelcome, env.ID, agentproto.Welcome{
+		AgentID:             c.agentID,
+		HeartbeatIntervalMS: h.cfg.HeartbeatInterval.Milliseconds(),
+		LivenessTimeoutMS:   h.cfg.LivenessTimeout.Milliseconds(),
+		MaxMessageBytes:     h.cfg.MaxMessageBytes,
+		MaxOutputBytes:      h.cfg.MaxOutputBytes,
+		ServerVersion:       h.cfg.ServerVersion,
+	})
+	if ref := h.sink.Load(); ref != nil {
+		ref.Connected(ctx, c.agentID, hello.Running)
+	}
+	return 0, "", false
+}
+
+// onHeartbeat answers heartbeat_ack and records last-seen at most every
+// SeenInterval.
+func (c *conn) onHeartbeat(env agentproto.Envelope, now int64) {
+	h := c.hub
+	c.reply(agentproto.TypeHeartbeatAck, env.ID, nil)
+	if now-c.lastSeenStored < int64(h.cfg.SeenInterval) {
+		return
+	}
+	c.lastSeenStored = now
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	if err := h.store.SeenAgent(ctx, c.agentID, time.Now().UTC()); err != nil {
+		h.log.Warn("recording agent last-seen failed", "agent_id", c.agentID, "err", err)
+	}
+}
+
+// onResult hands a result to the sink and acknowledges it once it is
+// stored (or was stored before, or there is nothing to store).
+func (c *conn) onResult(s CommandSink, env agentproto.Envelope, res agentproto.CommandResult) {
+	ctx, cancel := c.hub.callCtx()
+	defer cancel()
+	err := s.Result(ctx, c.agentID, res)
+	if err != nil && !errors.Is(err, fleet.ErrAlreadyFinal) && !errors.Is(err, fleet.ErrNotFound) {
+		c.hub.log.Error("storing command result failed", "agent_id", c.agentID, "command_id", res.CommandID, "err", err)
+		c.replyError(env.ID, "result_not_stored", "the result could not be stored; re-send it later")
+		return
+	}
+	if errors.Is(err, fleet.ErrNotFound) {
+		c.hub.log.Warn("result for an unknown command acknowledged", "agent_id", c.agentID, "command_id", res.CommandID)
+	}
+	c.reply(agentproto.TypeResultAck, env.ID, agentproto.CommandRef{CommandID: res.CommandID})
+}
+
+func (c *conn) withSink(env agentproto.Envelope, fn func(CommandSink)) {
+	ref := c.hub.sink.Load()
+	if ref == nil {
+		c.replyError(env.ID, "unavailable", "commands are not available yet; retry later")
+		return
+	}
+	fn(ref.CommandSink)
+}
+
+// decode unmarshals env.Data into v, answering invalid_data on failure.
+func (c *conn) decode(env agentproto.Envelope, v any) bool {
+	if err := json.Unmarshal(env.Data, v); err != nil {
+		c.replyError(env.ID, "invalid_data", env.Type+" data is not valid: "+truncate(err.Error(), 200))
+		return false
+	}
+	return true
+}
+
+func (c *conn) requireID(env agentproto.Envelope, commandID string) bool {
+	if commandID == "" {
+		c.replyError(env.ID, "invalid_data", env.Type+" needs a command_id")
+		return false
+	}
+	return true
+}
+
+// reply queues a message for the agent; a failure means the connection
+// is closing, which the reader notices on its next read.
+func (c *conn) reply(typ, ref string, data any) {
+	env := agentproto.Envelope{Type: typ, ID: ref}
+	if data != nil {
+		raw, err := json.Marshal(data)
+		if err != nil {
+			c.hub.log.Error("encoding a reply failed", "type", typ, "err", err)
+			return
+		}
+		env.Data = raw
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		c.hub.log.Error("encoding a reply failed", "type", typ, "err", err)
+		return
+	}
+	_ = c.enqueue(b)
+}
+
+func (c *conn) replyError(ref, code, message string) {
+	c.reply(agentproto.TypeError, "", agentproto.Error{Code: code, Message: message, Ref: ref})
+}
