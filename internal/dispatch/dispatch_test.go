@@ -1,0 +1,402 @@
+package dispatch_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/home-console/client-manager/internal/dispatch"
+	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/hub"
+	"github.com/home-console/client-manager/internal/hub/hubtest"
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+var (
+	_ hub.CommandSink = (*dispatch.Service)(nil)
+	_ dispatch.Sender = (*hub.Hub)(nil)
+)
+
+type fixture struct {
+	env *hubtest.Env
+	svc *dispatch.Service
+}
+
+// start runs a hub with a dispatch Service (its loop included) until the
+// test ends.
+func start(t *testing.T, cfg dispatch.Config) *fixture {
+	t.Helper()
+	env := hubtest.Start(t, hub.Config{})
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = 20 * time.Millisecond
+	}
+	svc := dispatch.New(env.Store, env.Hub, env.Bus, env.Log, cfg)
+	env.Hub.SetCommandSink(svc)
+	if err := svc.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		svc.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return &fixture{env: env, svc: svc}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (f *fixture) submit(t *testing.T, req dispatch.Request) fleet.Command {
+	t.Helper()
+	cmd, err := f.svc.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return cmd
+}
+
+func (f *fixture) wait(t *testing.T, id string) fleet.Command {
+	t.Helper()
+	cmd, err := f.svc.Wait(ctxT(t, 10*time.Second), id)
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if !cmd.Status.Terminal() {
+		t.Fatalf("command %s still %s", id, cmd.Status)
+	}
+	return cmd
+}
+
+func send(t *testing.T, a *hubtest.Agent, typ, id string, data any) {
+	t.Helper()
+	if err := a.Send(ctxT(t, 5*time.Second), typ, id, data); err != nil {
+		t.Fatalf("send %s: %v", typ, err)
+	}
+}
+
+func TestCommandRoundTrip(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+
+	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "echo", Args: []string{"hi"}, Timeout: 5 * time.Second, RequestedBy: "op"})
+	if !strings.HasPrefix(cmd.ID, "cmd_") || cmd.Status != fleet.StatusDispatched || cmd.Attempts != 1 {
+		t.Fatalf("submitted %+v", cmd)
+	}
+	var req agentproto.CommandRequest
+	a.Expect(t, agentproto.TypeCommandRequest, &req)
+	if req.CommandID != cmd.ID || req.Command != "echo" || len(req.Args) != 1 || req.Args[0] != "hi" || req.TimeoutMS != 5000 {
+		t.Fatalf("request %+v", req)
+	}
+	send(t, a, agentproto.TypeCommandAccepted, "", agentproto.CommandRef{CommandID: cmd.ID})
+	hubtest.Eventually(t, 5*time.Second, "running", func() bool {
+		c, err := f.env.Store.Command(context.Background(), cmd.ID)
+		return err == nil && c.Status == fleet.StatusRunning
+	})
+	send(t, a, agentproto.TypeCommandOutput, "", agentproto.CommandOutput{CommandID: cmd.ID, Stream: agentproto.StreamStdout, Data: "hi\n"})
+	send(t, a, agentproto.TypeCommandResult, "r1", agentproto.CommandResult{
+		CommandID: cmd.ID, Status: agentproto.ResultCompleted, ExitCode: 0, Stdout: "hi\n",
+	})
+	var ack agentproto.CommandRef
+	if env := a.Expect(t, agentproto.TypeResultAck, &ack); ack.CommandID != cmd.ID || env.ID != "r1" {
+		t.Fatalf("ack %+v", env)
+	}
+	got := f.wait(t, cmd.ID)
+	if got.Status != fleet.StatusCompleted || got.ExitCode == nil || *got.ExitCode != 0 || got.Stdout != "hi\n" || got.RequestedBy != "op" {
+		t.Fatalf("finished %+v", got)
+	}
+}
+
+func TestWaitReturnsLiveStateWhenContextEnds(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	id, cred := f.env.NewAgent(t, "a")
+	f.env.Connect(t, cred)
+	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+	got, err := f.svc.Wait(ctxT(t, 100*time.Millisecond), cmd.ID)
+	if err != nil || got.Status != fleet.StatusDispatched {
+		t.Fatalf("wait: %+v, %v", got, err)
+	}
+	if _, err := f.svc.Wait(ctxT(t, time.Second), "cmd_nope"); !errors.Is(err, dispatch.ErrUnknownCommand) {
+		t.Fatalf("wait unknown: %v", err)
+	}
+}
+
+func TestSubmitRejects(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	ctx := context.Background()
+	offline, _ := f.env.NewAgent(t, "offline")
+	revoked, _ := f.env.NewAgent(t, "revoked")
+	if err := f.env.Enroll.Revoke(ctx, revoked, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  dispatch.Request
+		want error
+	}{
+		{"offline", dispatch.Request{ClientID: offline, Command: "ls"}, dispatch.ErrClientOffline},
+		{"unknown", dispatch.Request{ClientID: "agt_nope", Command: "ls"}, dispatch.ErrUnknownClient},
+		{"revoked", dispatch.Request{ClientID: revoked, Command: "ls", QueueIfOffline: true}, dispatch.ErrClientRevoked},
+		{"empty command", dispatch.Request{ClientID: offline, Command: " "}, dispatch.ErrInvalidRequest},
+		{"NUL byte", dispatch.Request{ClientID: offline, Command: "ls", Args: []string{"a\x00b"}}, dispatch.ErrInvalidRequest},
+		{"too many args", dispatch.Request{ClientID: offline, Command: "ls", Args: make([]string, 300)}, dispatch.ErrInvalidRequest},
+		{"args too large", dispatch.Request{ClientID: offline, Command: "ls", Args: []string{strings.Repeat("a", 70<<10)}}, dispatch.ErrInvalidRequest},
+		{"timeout too long", dispatch.Request{ClientID: offline, Command: "ls", Timeout: 2 * time.Hour}, dispatch.ErrInvalidRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := f.svc.Submit(ctx, tc.req); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if _, total, _ := f.env.Store.ListCommands(ctx, fleet.CommandFilter{}); total != 0 {
+		t.Fatalf("%d commands stored by rejected requests", total)
+	}
+}
+
+func TestQueuedCommandDeliveredOnConnect(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	id, cred := f.env.NewAgent(t, "a")
+	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "uptime", QueueIfOffline: true, TTL: time.Minute})
+	if cmd.Status != fleet.StatusQueued || cmd.ExpiresAt.IsZero() {
+		t.Fatalf("submitted %+v", cmd)
+	}
+	a := f.env.Connect(t, cred)
+	var req agentproto.CommandRequest
+	a.Expect(t, agentproto.TypeCommandRequest, &req)
+	if req.CommandID != cmd.ID {
+		t.Fatalf("delivered %+v", req)
+	}
+	got, err := f.env.Store.Command(context.Background(), cmd.ID)
+	if err != nil || got.Status != fleet.StatusDispatched || got.Attempts != 1 {
+		t.Fatalf("stored %+v, %v", got, err)
+	}
+}
+
+func TestQueuedCommandExpires(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	id, _ := f.env.NewAgent(t, "a")
+	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "uptime", QueueIfOffline: true, TTL: 100 * time.Millisecond})
+	got := f.wait(t, cmd.ID)
+	if got.Status != fleet.StatusExpired || got.Error == "" {
+		t.Fatalf("finished %+v", got)
+	}
+}
+
+func TestRedeliveryOnReconnect(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+	first := f.submit(t, dispatch.Request{ClientID: id, Command: "a"})
+	second := f.submit(t, dispatch.Request{ClientID: id, Command: "b"})
+	a.Expect(t, agentproto.TypeCommandRequest, nil)
+	a.Expect(t, agentproto.TypeCommandRequest, nil)
+	_ = a.Conn.CloseNow()
+	hubtest.Eventually(t, 5*time.Second, "offline", func() bool { return !f.env.Hub.Online(id) })
+
+	// The agent still runs the first; only the second comes again.
+	b := f.env.Connect(t, cred, first.ID)
+	var req agentproto.CommandRequest
+	b.Expect(t, agentproto.TypeCommandRequest, &req)
+	if req.CommandID != second.ID {
+		t.Fatalf("re-delivered %s, want %s", req.CommandID, second.ID)
+	}
+	got, _ := f.env.Store.Command(context.Background(), second.ID)
+	if got.Attempts != 2 {
+		t.Fatalf("attempts %d", got.Attempts)
+	}
+	if got, _ := f.env.Store.Command(context.Background(), first.ID); got.Status != fleet.StatusRunning {
+		t.Fatalf("reported-running command is %s", got.Status)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	f := start(t, dispatch.Config{CancelGrace: 300 * time.Millisecond})
+	ctx := context.Background()
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+
+	t.Run("running, confirmed by the agent", func(t *testing.T) {
+		cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+		a.Expect(t, agentproto.TypeCommandRequest, nil)
+		send(t, a, agentproto.TypeCommandAccepted, "", agentproto.CommandRef{CommandID: cmd.ID})
+		got, err := f.svc.Cancel(ctx, cmd.ID, "op")
+		if err != nil || got.Status.Terminal() {
+			t.Fatalf("cancel: %+v, %v", got, err)
+		}
+		var ref agentproto.CommandRef
+		a.Expect(t, agentproto.TypeCommandCancel, &ref)
+		if ref.CommandID != cmd.ID {
+			t.Fatalf("cancel for %s", ref.CommandID)
+		}
+		send(t, a, agentproto.TypeCommandResult, "", agentproto.CommandResult{CommandID: cmd.ID, Status: agentproto.ResultCancelled, ExitCode: -1})
+		a.Expect(t, agentproto.TypeResultAck, nil)
+		if got := f.wait(t, cmd.ID); got.Status != fleet.StatusCancelled {
+			t.Fatalf("finished %+v", got)
+		}
+	})
+	t.Run("not confirmed", func(t *testing.T) {
+		cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+		a.Expect(t, agentproto.TypeCommandRequest, nil)
+		if _, err := f.svc.Cancel(ctx, cmd.ID, "op"); err != nil {
+			t.Fatal(err)
+		}
+		a.Expect(t, agentproto.TypeCommandCancel, nil)
+		got := f.wait(t, cmd.ID)
+		if got.Status != fleet.StatusCancelled || got.Error != "cancel not confirmed by agent" {
+			t.Fatalf("finished %+v", got)
+		}
+		// A late result is acknowledged but changes nothing. (The server
+		// repeats command_cancel when it gives up waiting; skip it.)
+		send(t, a, agentproto.TypeCommandResult, "", agentproto.CommandResult{CommandID: cmd.ID, Status: agentproto.ResultCompleted})
+		a.Expect(t, agentproto.TypeResultAck, nil, agentproto.TypeCommandCancel)
+		if again, _ := f.env.Store.Command(ctx, cmd.ID); again.Status != fleet.StatusCancelled {
+			t.Fatalf("late result changed the command: %+v", again)
+		}
+	})
+	t.Run("queued, then already final", func(t *testing.T) {
+		offline, _ := f.env.NewAgent(t, "offline")
+		cmd := f.submit(t, dispatch.Request{ClientID: offline, Command: "ls", QueueIfOffline: true})
+		got, err := f.svc.Cancel(ctx, cmd.ID, "op")
+		if err != nil || got.Status != fleet.StatusCancelled || !strings.Contains(got.Error, "op") {
+			t.Fatalf("cancel queued: %+v, %v", got, err)
+		}
+		if _, err := f.svc.Cancel(ctx, cmd.ID, "op"); !errors.Is(err, fleet.ErrAlreadyFinal) {
+			t.Fatalf("second cancel: %v", err)
+		}
+		if _, err := f.svc.Cancel(ctx, "cmd_nope", "op"); !errors.Is(err, dispatch.ErrUnknownCommand) {
+			t.Fatalf("cancel unknown: %v", err)
+		}
+	})
+}
+
+func TestTimeoutWithoutResult(t *testing.T) {
+	f := start(t, dispatch.Config{ResultGrace: 100 * time.Millisecond})
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "hang", Timeout: 200 * time.Millisecond})
+	a.Expect(t, agentproto.TypeCommandRequest, nil)
+	started := time.Now()
+	got := f.wait(t, cmd.ID)
+	if got.Status != fleet.StatusTimedOut || got.Error != "no result from agent within timeout" {
+		t.Fatalf("finished %+v", got)
+	}
+	if took := time.Since(started); took < 250*time.Millisecond {
+		t.Fatalf("timed out after only %s", took)
+	}
+	var ref agentproto.CommandRef
+	a.Expect(t, agentproto.TypeCommandCancel, &ref)
+	if ref.CommandID != cmd.ID {
+		t.Fatalf("cancel for %s", ref.CommandID)
+	}
+}
+
+func TestResultStoredOnceAckedTwice(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "false"})
+	a.Expect(t, agentproto.TypeCommandRequest, nil)
+	results := []agentproto.CommandResult{
+		{CommandID: cmd.ID, Status: agentproto.ResultFailed, ExitCode: 1, Stderr: "boom"},
+		{CommandID: cmd.ID, Status: agentproto.ResultCompleted, ExitCode: 0},
+	}
+	for _, r := range results {
+		send(t, a, agentproto.TypeCommandResult, "", r)
+		var ack agentproto.CommandRef
+		a.Expect(t, agentproto.TypeResultAck, &ack)
+		if ack.CommandID != cmd.ID {
+			t.Fatalf("ack %+v", ack)
+		}
+	}
+	got := f.wait(t, cmd.ID)
+	if got.Status != fleet.StatusFailed || *got.ExitCode != 1 || got.Stderr != "boom" || got.Error != "exited with code 1" {
+		t.Fatalf("stored %+v", got)
+	}
+}
+
+func TestResultMapping(t *testing.T) {
+	f := start(t, dispatch.Config{MaxOutputBytes: 1000})
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+	run := func(t *testing.T, r agentproto.CommandResult) fleet.Command {
+		t.Helper()
+		cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "x"})
+		a.Expect(t, agentproto.TypeCommandRequest, nil)
+		r.CommandID = cmd.ID
+		send(t, a, agentproto.TypeCommandResult, "", r)
+		a.Expect(t, agentproto.TypeResultAck, nil)
+		return f.wait(t, cmd.ID)
+	}
+	t.Run("output over the limit is truncated", func(t *testing.T) {
+		got := run(t, agentproto.CommandResult{Status: agentproto.ResultCompleted, Stdout: strings.Repeat("o", 3000), Stderr: "err"})
+		if !got.Truncated || len(got.Stdout)+len(got.Stderr) != 1000 || got.Stderr != "err" {
+			t.Fatalf("truncated=%v stdout %d stderr %q", got.Truncated, len(got.Stdout), got.Stderr)
+		}
+	})
+	t.Run("rejected becomes failed", func(t *testing.T) {
+		got := run(t, agentproto.CommandResult{Status: agentproto.ResultRejected, Error: "x is not allowed"})
+		if got.Status != fleet.StatusFailed || got.ExitCode != nil || got.Error != "rejected by the agent: x is not allowed" {
+			t.Fatalf("got %+v", got)
+		}
+	})
+	t.Run("agent timeout", func(t *testing.T) {
+		if got := run(t, agentproto.CommandResult{Status: agentproto.ResultTimedOut, ExitCode: -1}); got.Status != fleet.StatusTimedOut {
+			t.Fatalf("got %+v", got)
+		}
+	})
+}
+
+func TestResultForAnotherAgentsCommandIgnored(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	owner, ownerCred := f.env.NewAgent(t, "owner")
+	_, otherCred := f.env.NewAgent(t, "other")
+	o := f.env.Connect(t, ownerCred)
+	other := f.env.Connect(t, otherCred)
+	cmd := f.submit(t, dispatch.Request{ClientID: owner, Command: "x"})
+	o.Expect(t, agentproto.TypeCommandRequest, nil)
+	send(t, other, agentproto.TypeCommandResult, "", agentproto.CommandResult{CommandID: cmd.ID, Status: agentproto.ResultCompleted})
+	other.Expect(t, agentproto.TypeResultAck, nil)
+	got, _ := f.env.Store.Command(context.Background(), cmd.ID)
+	if got.Status.Terminal() {
+		t.Fatalf("another agent finished the command: %+v", got)
+	}
+}
+
+func TestRecoverTimesOutCommandsLeftByACrash(t *testing.T) {
+	env := hubtest.Start(t, hub.Config{})
+	ctx := context.Background()
+	id, _ := env.NewAgent(t, "a")
+	now := time.Now().UTC()
+	left := fleet.Command{ID: "cmd_crashed", ClientID: id, Command: "x", Timeout: 100 * time.Millisecond,
+		Status: fleet.StatusPending, CreatedAt: now}
+	if err := env.Store.CreateCommand(ctx, left); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Store.MarkDispatched(ctx, left.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	svc := dispatch.New(env.Store, env.Hub, env.Bus, env.Log, dispatch.Config{TickInterval: 20 * time.Millisecond, ResultGrace: 50 * time.Millisecond})
+	if err := svc.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); svc.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	got, err := svc.Wait(ctxT(t, 5*time.Second), left.ID)
+	if err != nil || got.Status != fleet.StatusTimedOut {
+		t.Fatalf("recovered command: %+v, %v", got, err)
+	}
+}

@@ -1,0 +1,182 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/home-console/client-manager/internal/events"
+	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+// readTimeout bounds the final read of Wait after its context ended.
+const readTimeout = 5 * time.Second
+
+// Wait blocks until the command is terminal or ctx ends, and returns its
+// state then. An ended ctx is not an error: the current (live) state is
+// returned, so callers can answer "still running". It returns
+// ErrUnknownCommand for an unknown id. Waiting costs no polling: waiters
+// are woken when this Service finishes the command.
+func (s *Service) Wait(ctx context.Context, id string) (fleet.Command, error) {
+	w := s.addWaiter(id)
+	defer s.removeWaiter(id, w)
+	cmd, err := s.command(ctx, id)
+	if err != nil || cmd.Status.Terminal() {
+		return cmd, err
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
+	defer cancel()
+	return s.command(rctx, id)
+}
+
+// Cancel asks for a command to stop. A queued or pending command is
+// finished as cancelled at once. A dispatched or running one is sent
+// command_cancel and finishes when the agent reports its result; if the
+// agent does not within Config.CancelGrace (or is offline), it is finished
+// as cancelled without it. Cancel returns the command's state after the
+// request, ErrUnknownCommand, or an error matching fleet.ErrAlreadyFinal
+// (with the final state) if it had already finished.
+func (s *Service) Cancel(ctx context.Context, id, by string) (fleet.Command, error) {
+	cmd, err := s.command(ctx, id)
+	if err != nil {
+		return fleet.Command{}, err
+	}
+	if cmd.Status.Terminal() {
+		return cmd, fmt.Errorf("cancel %s: %w", id, fleet.ErrAlreadyFinal)
+	}
+	reason := "cancelled by " + by
+	sendErr := s.send(cmd.ClientID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: id})
+	switch {
+	case cmd.Status == fleet.StatusQueued || cmd.Status == fleet.StatusPending:
+	case sendErr != nil:
+		reason += " while the agent was offline"
+	default:
+		s.requestCancel(id, cmd.ClientID, time.Now().Add(s.cfg.CancelGrace))
+		s.log.Info("command cancel requested", "command_id", id, "client_id", cmd.ClientID, "by", by)
+		return cmd, nil
+	}
+	err = s.finish(ctx, cmd, fleet.CommandResult{Status: fleet.StatusCancelled, Error: reason, At: time.Now().UTC()})
+	if err != nil && !errors.Is(err, fleet.ErrAlreadyFinal) {
+		return cmd, fmt.Errorf("dispatch: cancel %s: %w", id, err)
+	}
+	final, rerr := s.command(ctx, id)
+	if rerr != nil {
+		return cmd, rerr
+	}
+	if err != nil {
+		return final, fmt.Errorf("cancel %s: %w", id, err)
+	}
+	return final, nil
+}
+
+// command reads a command, mapping fleet.ErrNotFound to ErrUnknownCommand.
+func (s *Service) command(ctx context.Context, id string) (fleet.Command, error) {
+	cmd, err := s.store.Command(ctx, id)
+	if errors.Is(err, fleet.ErrNotFound) {
+		return fleet.Command{}, ErrUnknownCommand
+	}
+	if err != nil {
+		return fleet.Command{}, fmt.Errorf("dispatch: read command %s: %w", id, err)
+	}
+	return cmd, nil
+}
+
+// finish applies a terminal result once. On success it forgets the
+// command, publishes command.finished and wakes its waiters; an error
+// matching fleet.ErrAlreadyFinal means someone else finished it first.
+func (s *Service) finish(ctx context.Context, cmd fleet.Command, r fleet.CommandResult) error {
+	err := s.store.FinishCommand(ctx, cmd.ID, r)
+	if err != nil && !errors.Is(err, fleet.ErrAlreadyFinal) {
+		return err
+	}
+	s.untrack(cmd.ID)
+	if err != nil {
+		return err
+	}
+	s.finished(cmd.ID, cmd.ClientID, r.Status, r.Error)
+	return nil
+}
+
+// finished announces a command that reached a terminal state.
+func (s *Service) finished(id, clientID string, status fleet.CommandStatus, reason string) {
+	s.bus.Publish(events.Event{
+		Type: events.CommandFinished, ClientID: clientID, CommandID: id,
+		Data: map[string]string{"status": string(status), "error": reason},
+	})
+	s.log.Info("command finished", "command_id", id, "client_id", clientID, "status", string(status))
+	s.mu.Lock()
+	if w := s.waiters[id]; w != nil {
+		close(w.done)
+		delete(s.waiters, id)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Service) addWaiter(id string) *waiter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.waiters[id]
+	if w == nil {
+		w = &waiter{done: make(chan struct{})}
+		s.waiters[id] = w
+	}
+	w.n++
+	return w
+}
+
+func (s *Service) removeWaiter(id string, w *waiter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w.n--
+	if w.n == 0 && s.waiters[id] == w {
+		delete(s.waiters, id)
+	}
+}
+
+// track records (or moves) the result deadline of a delivered command,
+// keeping a pending cancel request.
+func (s *Service) track(id, clientID string, deadline time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.live[id]; t != nil {
+		t.deadline = deadline
+		return
+	}
+	s.live[id] = &tracked{clientID: clientID, deadline: deadline}
+}
+
+func (s *Service) requestCancel(id, clientID string, by time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.live[id]
+	if t == nil {
+		t = &tracked{clientID: clientID, deadline: by}
+		s.live[id] = t
+	}
+	if t.cancelBy.IsZero() || by.Before(t.cancelBy) {
+		t.cancelBy = by
+	}
+}
+
+func (s *Service) untrack(id string) {
+	s.mu.Lock()
+	delete(s.live, id)
+	s.mu.Unlock()
+}
+
+// owner returns the agent a tracked command was delivered to.
+func (s *Service) owner(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.live[id]
+	if t == nil {
+		return "", false
+	}
+	return t.clientID, true
+}
