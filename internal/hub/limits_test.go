@@ -133,7 +133,7 @@ func TestSlowAgentDisconnectedOthersUnaffected(t *testing.T) {
 	for i := 0; i < 2000 && !full; i++ {
 		start := time.Now()
 		err := env.Hub.Send(slowID, agentproto.Envelope{Type: "bulk", Data: big})
-		if time.Since(start) > 100*time.Millisecond {
+		if time.Since(start) > 500*time.Millisecond {
 			t.Fatalf("Send blocked for %s", time.Since(start))
 		}
 		switch {
