@@ -240,6 +240,26 @@ func TestResultResentAfterReconnectUntilAcked(t *testing.T) {
 	c.quiet(t, 300*time.Millisecond)
 }
 
+func TestUnackedResultResentOnTheSameConnection(t *testing.T) {
+	h := newFakeHub(t)
+	h.autoAck.Store(false)
+	h.welcome.HeartbeatIntervalMS = 50
+	h.welcome.LivenessTimeoutMS = 300
+	startAgent(t, h, Config{Allowed: []string{"x"}, Runner: &countingRunner{}})
+	c := h.next(t, 5*time.Second)
+	c.send(agentproto.TypeCommandRequest, agentproto.CommandRequest{CommandID: "u1", Command: "x"})
+	c.expect(t, agentproto.TypeCommandResult, nil, agentproto.TypeCommandAccepted, agentproto.TypeCommandOutput)
+	c.send(agentproto.TypeError, agentproto.Error{Code: "result_not_stored", Message: "re-send it later"})
+	start := time.Now()
+	var again agentproto.CommandResult
+	c.expect(t, agentproto.TypeCommandResult, &again)
+	if again.CommandID != "u1" || time.Since(start) < 150*time.Millisecond {
+		t.Errorf("re-sent %q after %s; want u1 after about the 300ms liveness timeout", again.CommandID, time.Since(start))
+	}
+	c.send(agentproto.TypeResultAck, agentproto.CommandRef{CommandID: "u1"})
+	c.quiet(t, 800*time.Millisecond)
+}
+
 func TestRevokedStopsReconnecting(t *testing.T) {
 	h := newFakeHub(t)
 	disconnected := make(chan error, 4)
@@ -256,6 +276,20 @@ func TestRevokedStopsReconnecting(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // several backoff periods
 	if n := h.attempts.Load(); n != 1 {
 		t.Errorf("%d connection attempts, want 1 (no reconnect after revocation)", n)
+	}
+}
+
+func TestRevokedOnUpgradeStops(t *testing.T) {
+	h := newFakeHub(t)
+	h.beforeUpgrade = func(w http.ResponseWriter, _ *http.Request, _ int) bool {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"error":{"code":"revoked","message":"the agent credential was revoked"}}`))
+		return true
+	}
+	_, _, done := startAgent(t, h, Config{})
+	if err := waitRun(t, done, 5*time.Second); !errors.Is(err, ErrRevoked) || !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Run = %v, want ErrRevoked and ErrUnauthorized", err)
 	}
 }
 

@@ -147,7 +147,7 @@ func outcome(ctx context.Context, code int, err error) (status, errText string) 
 }
 
 func (a *Agent) storeResultLocked(res agentproto.CommandResult) {
-	if dropped := a.results.add(res); dropped != "" {
+	if dropped := a.results.add(res, time.Now()); dropped != "" {
 		a.log.Error("forgetting an unacknowledged result: too many results pending", "command_id", dropped)
 	}
 }
@@ -193,9 +193,10 @@ func (a *Agent) runningIDs() []string {
 	return ids
 }
 
-// unackedResults returns the results the server has not acknowledged.
-func (a *Agent) unackedResults() []agentproto.CommandResult {
+// unackedResults returns the results the server has not acknowledged and
+// that were last sent at or before sentBefore, and records them as sent now.
+func (a *Agent) unackedResults(sentBefore time.Time) []agentproto.CommandResult {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.results.unacked()
+	return a.results.takeUnacked(sentBefore, time.Now())
 }

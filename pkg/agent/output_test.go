@@ -133,19 +133,20 @@ func TestCompleteUTF8(t *testing.T) {
 
 func TestResultCacheBounds(t *testing.T) {
 	var c resultCache
+	now := time.Now()
 	res := func(id string, out int) agentproto.CommandResult {
 		return agentproto.CommandResult{CommandID: id, Status: agentproto.ResultCompleted, Stdout: strings.Repeat("o", out)}
 	}
 	for i := range rememberedResults {
-		c.add(res("id"+itoa(i), 0))
+		c.add(res("id"+itoa(i), 0), now)
 		if i%2 == 0 {
 			c.ack("id" + itoa(i))
 		}
 	}
-	if n := len(c.unacked()); n != rememberedResults/2 {
+	if n := len(c.takeUnacked(now, now)); n != rememberedResults/2 {
 		t.Fatalf("unacked = %d", n)
 	}
-	if dropped := c.add(res("new", 0)); dropped != "" {
+	if dropped := c.add(res("new", 0), now); dropped != "" {
 		t.Errorf("dropped unacked %q while acked results could go", dropped)
 	}
 	if _, ok := c.get("id0"); ok {
@@ -155,8 +156,8 @@ func TestResultCacheBounds(t *testing.T) {
 		t.Error("an unacked result was forgotten")
 	}
 	big := rememberedOutputBytes/2 + 1
-	c.add(res("big1", big))
-	c.add(res("big2", big))
+	c.add(res("big1", big), now)
+	c.add(res("big2", big), now)
 	if c.outputBytes > rememberedOutputBytes {
 		t.Errorf("output held %d > bound", c.outputBytes)
 	}
@@ -166,6 +167,23 @@ func TestResultCacheBounds(t *testing.T) {
 	}
 	if r, _ := c.get("big2"); len(r.Stdout) != big {
 		t.Error("the newest result lost its output")
+	}
+}
+
+func TestResultCacheTakeUnacked(t *testing.T) {
+	var c resultCache
+	t0 := time.Now()
+	c.add(agentproto.CommandResult{CommandID: "a"}, t0)
+	c.add(agentproto.CommandResult{CommandID: "b"}, t0.Add(time.Second))
+	if got := c.takeUnacked(t0, t0.Add(2*time.Second)); len(got) != 1 || got[0].CommandID != "a" {
+		t.Fatalf("due at t0: %v", got)
+	}
+	if got := c.takeUnacked(t0.Add(time.Second), t0.Add(2*time.Second)); len(got) != 1 || got[0].CommandID != "b" {
+		t.Fatalf("a was just re-sent, b is due: %v", got)
+	}
+	c.ack("a")
+	if got := c.takeUnacked(t0.Add(time.Hour), t0.Add(time.Hour)); len(got) != 1 || got[0].CommandID != "b" {
+		t.Fatalf("after acking a: %v", got)
 	}
 }
 

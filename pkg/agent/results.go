@@ -2,6 +2,7 @@ package agent
 
 import (
 	"container/list"
+	"time"
 
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
@@ -30,8 +31,9 @@ type resultCache struct {
 }
 
 type cachedResult struct {
-	res   agentproto.CommandResult
-	acked bool
+	res    agentproto.CommandResult
+	acked  bool
+	sentAt time.Time // last time it was handed to a connection
 }
 
 func (c *resultCache) init() {
@@ -50,14 +52,15 @@ func (c *resultCache) get(id string) (agentproto.CommandResult, bool) {
 	return e.Value.(*cachedResult).res, true
 }
 
-// add remembers a new, unacknowledged result. It returns the id of an
-// unacknowledged result it had to forget to stay within bounds, if any.
-func (c *resultCache) add(res agentproto.CommandResult) (dropped string) {
+// add remembers a new, unacknowledged result, about to be sent at now. It
+// returns the id of an unacknowledged result it had to forget to stay
+// within bounds, if any.
+func (c *resultCache) add(res agentproto.CommandResult, now time.Time) (dropped string) {
 	c.init()
 	if e, ok := c.byID[res.CommandID]; ok {
 		c.remove(e)
 	}
-	c.byID[res.CommandID] = c.order.PushBack(&cachedResult{res: res})
+	c.byID[res.CommandID] = c.order.PushBack(&cachedResult{res: res, sentAt: now})
 	c.outputBytes += len(res.Stdout) + len(res.Stderr)
 	if c.order.Len() > rememberedResults {
 		dropped = c.evictOne()
@@ -110,14 +113,16 @@ func (c *resultCache) ack(id string) bool {
 	return ok
 }
 
-// unacked returns the unacknowledged results, oldest first.
-func (c *resultCache) unacked() []agentproto.CommandResult {
-	var out []agentproto.CommandResult
+// takeUnacked returns the unacknowledged results last sent at or before
+// sentBefore, oldest first, and records them as sent at now.
+func (c *resultCache) takeUnacked(sentBefore, now time.Time) []agentproto.CommandResult {
 	if c.order == nil {
 		return nil
 	}
+	var out []agentproto.CommandResult
 	for e := c.order.Front(); e != nil; e = e.Next() {
-		if r := e.Value.(*cachedResult); !r.acked {
+		if r := e.Value.(*cachedResult); !r.acked && !r.sentAt.After(sentBefore) {
+			r.sentAt = now
 			out = append(out, r.res)
 		}
 	}

@@ -16,7 +16,8 @@ import (
 // ServerError is an HTTP error answer of the server, to an enrollment or to
 // the WebSocket upgrade. Code and Message come from the server's JSON body
 // {"error":{"code","message"}} when it has one. A ServerError with status
-// 401 matches [ErrUnauthorized] under errors.Is.
+// 401 matches [ErrUnauthorized] under errors.Is, and also [ErrRevoked] if
+// its code is "revoked".
 type ServerError struct {
 	StatusCode int
 	Code       string
@@ -36,9 +37,13 @@ func (e *ServerError) Error() string {
 	return s
 }
 
-// Is makes a 401 answer match ErrUnauthorized.
+// Is makes a 401 answer match ErrUnauthorized, and ErrRevoked when the
+// server says the credential was revoked.
 func (e *ServerError) Is(target error) bool {
-	return target == ErrUnauthorized && e.StatusCode == http.StatusUnauthorized
+	if e.StatusCode != http.StatusUnauthorized {
+		return false
+	}
+	return target == ErrUnauthorized || target == ErrRevoked && e.Code == "revoked"
 }
 
 // serverErrorFrom builds a ServerError from a non-success response, reading

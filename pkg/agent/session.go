@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,10 +52,14 @@ type session struct {
 
 	out      chan []byte   // encoded envelopes for the writer
 	beat     chan struct{} // heartbeat signals from a HeartbeatGroup
-	done     chan struct{} // closed when the session ends
-	lastRecv atomic.Int64  // unix nanos of the last frame received
+	done     chan struct{} // closed by end when the reader or the writer stops
+	endOnce  sync.Once
+	lastRecv atomic.Int64 // unix nanos of the last frame received
 	nextID   atomic.Uint64
 }
+
+// end marks the session over: queued and blocked sends give up.
+func (s *session) end() { s.endOnce.Do(func() { close(s.done) }) }
 
 // handshake dials the server, sends hello and waits for welcome.
 func (a *Agent) handshake(ctx context.Context) (*session, error) {
@@ -156,15 +161,16 @@ func (s *session) serve(ctx context.Context) error {
 	// Results finishing from now on are queued by their goroutines; those
 	// finished before are re-sent first.
 	s.a.current.Store(s)
-	unacked := s.a.unackedResults()
+	unacked := s.a.unackedResults(time.Now())
 	go func() {
 		defer close(writerDone)
 		defer stopReading()
+		defer s.end()
 		s.writeLoop(ctx, unacked)
 	}()
 	err := s.readLoop(readCtx)
 	s.a.current.CompareAndSwap(s, nil)
-	close(s.done)
+	s.end()
 	<-writerDone
 	s.conn.CloseNow()
 	return err

@@ -36,9 +36,9 @@ func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandRes
 		case b := <-s.out:
 			err = s.write(b)
 		case <-tick:
-			err = s.heartbeatNow()
+			err = s.onBeat()
 		case <-s.beat:
-			err = s.heartbeatNow()
+			err = s.onBeat()
 		}
 	}
 	s.a.log.Warn("dropping the connection", "error", err)
@@ -66,18 +66,24 @@ func (s *session) write(b []byte) error {
 	return s.conn.Write(ctx, websocket.MessageText, b)
 }
 
-// heartbeatNow sends a heartbeat, unless the server has been silent longer
-// than its liveness timeout: every heartbeat is answered, so the server or
-// the path to it is gone.
-func (s *session) heartbeatNow() error {
-	if time.Since(time.Unix(0, s.lastRecv.Load())) > s.liveness {
+// onBeat runs at every heartbeat: it drops the connection if the server
+// has been silent longer than its liveness timeout (every heartbeat is
+// answered, so the server or the path to it is gone), sends a heartbeat,
+// and sends again the results still unacknowledged a liveness timeout after
+// they were last sent (the server may have failed to store them).
+func (s *session) onBeat() error {
+	now := time.Now()
+	if now.Sub(time.Unix(0, s.lastRecv.Load())) > s.liveness {
 		return errServerSilent
 	}
-	b, err := s.encode(agentproto.TypeHeartbeat, agentproto.Heartbeat{Time: time.Now().UTC()})
+	b, err := s.encode(agentproto.TypeHeartbeat, agentproto.Heartbeat{Time: now.UTC()})
 	if err != nil {
 		return err
 	}
-	return s.write(b)
+	if err := s.write(b); err != nil {
+		return err
+	}
+	return s.resend(s.a.unackedResults(now.Add(-s.liveness)))
 }
 
 // encodeResult encodes a command_result within the server's frame size
