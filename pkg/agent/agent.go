@@ -105,6 +105,10 @@ type Agent struct {
 	cmdCtx context.Context
 	cmdWG  sync.WaitGroup
 
+	// outputBudget bounds command_output messages per second, well below
+	// the server's inbound message rate limit.
+	outputBudget rateBudget
+
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 	results resultCache
@@ -125,14 +129,15 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent config: MinBackoff %s exceeds MaxBackoff %s", cfg.MinBackoff, cfg.MaxBackoff)
 	}
 	a := &Agent{
-		cfg:        cfg,
-		wsURL:      wsURL,
-		allow:      NewAllowList(cfg.Allowed...),
-		runner:     cfg.Runner,
-		log:        cfg.Logger,
-		httpClient: cfg.HTTPClient,
-		facts:      hostFacts(cfg.Facts),
-		running:    make(map[string]context.CancelCauseFunc),
+		cfg:          cfg,
+		wsURL:        wsURL,
+		allow:        NewAllowList(cfg.Allowed...),
+		runner:       cfg.Runner,
+		log:          cfg.Logger,
+		httpClient:   cfg.HTTPClient,
+		facts:        hostFacts(cfg.Facts),
+		running:      make(map[string]context.CancelCauseFunc),
+		outputBudget: rateBudget{rate: outputMessagesPerSecond, burst: outputMessagesPerSecond},
 	}
 	a.facts.Allowed = a.allow.Names()
 	return a, nil

@@ -152,12 +152,11 @@ func (a *Agent) storeResultLocked(res agentproto.CommandResult) {
 	}
 }
 
-// emitOutput sends an output chunk if it can do so without blocking;
-// chunks are a live view, the result carries the output in full.
-func (a *Agent) emitOutput(o agentproto.CommandOutput) {
-	if s := a.current.Load(); s != nil {
-		s.trySend(agentproto.TypeCommandOutput, o)
-	}
+// emitOutput queues an output chunk if it can without blocking and within
+// the agent's output message budget; it reports whether it did.
+func (a *Agent) emitOutput(o agentproto.CommandOutput) bool {
+	s := a.current.Load()
+	return s != nil && a.outputBudget.take(time.Now()) && s.trySend(agentproto.TypeCommandOutput, o)
 }
 
 func (a *Agent) cancelCommand(id string) {

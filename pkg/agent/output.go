@@ -24,11 +24,15 @@ const (
 var streamNames = [2]string{agentproto.StreamStdout, agentproto.StreamStderr}
 
 // outputCollector keeps a command's output up to a byte limit shared by both
-// streams, and hands new output to emit in chunks as it arrives. It is safe
-// for concurrent use by the two stream writers and its flush timer.
+// streams, and hands new output to emit in chunks as it arrives. When emit
+// refuses a chunk (no connection, queue full, over the message budget) the
+// output stays pending and is offered again at the next flush, so the
+// stream has no gaps; what is still pending when the command ends is only in
+// the result. It is safe for concurrent use by the two stream writers and
+// its flush timer.
 type outputCollector struct {
 	commandID string
-	emit      func(agentproto.CommandOutput) // must not block
+	emit      func(agentproto.CommandOutput) bool // must not block
 
 	mu        sync.Mutex
 	limit     int64
@@ -40,7 +44,7 @@ type outputCollector struct {
 	closed    bool
 }
 
-func newOutputCollector(commandID string, limit int64, emit func(agentproto.CommandOutput)) *outputCollector {
+func newOutputCollector(commandID string, limit int64, emit func(agentproto.CommandOutput) bool) *outputCollector {
 	return &outputCollector{commandID: commandID, limit: limit, emit: emit}
 }
 
@@ -95,7 +99,8 @@ func (c *outputCollector) onTimer() {
 
 // flushLocked emits the pending output of both streams in chunks of at most
 // outputChunkBytes. Unless final, an incomplete UTF-8 sequence at the end is
-// held back for the next flush, so chunks do not split characters.
+// held back for the next flush, so chunks do not split characters, and
+// output emit refused is retried after outputFlushDelay.
 func (c *outputCollector) flushLocked(final bool) {
 	if c.timer != nil {
 		c.timer.Stop()
@@ -111,9 +116,14 @@ func (c *outputCollector) flushLocked(final bool) {
 			if n < len(pending) {
 				n = max(completeUTF8(pending[:n]), 1)
 			}
-			c.emit(agentproto.CommandOutput{
+			if !c.emit(agentproto.CommandOutput{
 				CommandID: c.commandID, Stream: streamNames[s], Seq: c.seq, Data: string(pending[:n]),
-			})
+			}) {
+				if !final {
+					c.timer = time.AfterFunc(outputFlushDelay, c.onTimer)
+				}
+				return
+			}
 			c.seq++
 			c.flushed[s] += n
 			pending = pending[n:]

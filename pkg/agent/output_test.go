@@ -13,13 +13,24 @@ import (
 
 type chunkLog struct {
 	mu     sync.Mutex
+	refuse bool
 	chunks []agentproto.CommandOutput
 }
 
-func (l *chunkLog) emit(o agentproto.CommandOutput) {
+func (l *chunkLog) emit(o agentproto.CommandOutput) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.refuse {
+		return false
+	}
 	l.chunks = append(l.chunks, o)
+	return true
+}
+
+func (l *chunkLog) setRefuse(v bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refuse = v
 }
 
 func (l *chunkLog) all() []agentproto.CommandOutput {
@@ -61,7 +72,7 @@ func TestOutputTruncatesAtSharedLimit(t *testing.T) {
 }
 
 func TestOutputNotTruncatedAtExactLimit(t *testing.T) {
-	c := newOutputCollector("c", 4, func(agentproto.CommandOutput) {})
+	c := newOutputCollector("c", 4, func(agentproto.CommandOutput) bool { return true })
 	c.writer(stdoutIdx).Write([]byte("abcd"))
 	if _, _, truncated := c.close(); truncated {
 		t.Error("output exactly at the limit was flagged truncated")
@@ -94,6 +105,59 @@ func TestOutputChunksBySizeAndTime(t *testing.T) {
 		}
 	}
 	c.close()
+}
+
+func TestOutputRefusedChunksAreRetriedWithoutGaps(t *testing.T) {
+	var log chunkLog
+	log.setRefuse(true)
+	c := newOutputCollector("c", 1<<20, log.emit)
+	w := c.writer(stdoutIdx)
+	w.Write([]byte(strings.Repeat("a", outputChunkBytes+5)))
+	w.Write([]byte("tail"))
+	time.Sleep(3 * outputFlushDelay)
+	log.setRefuse(false)
+	deadline := time.Now().Add(2 * time.Second)
+	for len(log.all()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stdout, _, _ := c.close()
+	var joined strings.Builder
+	for i, ch := range log.all() {
+		if ch.Seq != int64(i) {
+			t.Errorf("chunk %d has seq %d", i, ch.Seq)
+		}
+		joined.WriteString(ch.Data)
+	}
+	if joined.String() != stdout {
+		t.Errorf("streamed %d bytes, kept %d: refused output was lost", joined.Len(), len(stdout))
+	}
+}
+
+func TestRateBudget(t *testing.T) {
+	b := rateBudget{rate: 10, burst: 3}
+	t0 := time.Now()
+	for i, want := range []bool{true, true, true, false} {
+		if got := b.take(t0); got != want {
+			t.Errorf("take %d at t0 = %v, want %v", i, got, want)
+		}
+	}
+	if !b.take(t0.Add(100 * time.Millisecond)) {
+		t.Error("no token 100ms later at 10/s")
+	}
+	if b.take(t0.Add(100 * time.Millisecond)) {
+		t.Error("two tokens 100ms later at 10/s")
+	}
+	if n := countTakes(&b, t0.Add(time.Hour)); n != 3 {
+		t.Errorf("after an hour %d tokens, want the burst of 3", n)
+	}
+}
+
+func countTakes(b *rateBudget, at time.Time) int {
+	n := 0
+	for b.take(at) {
+		n++
+	}
+	return n
 }
 
 func TestOutputChunksKeepUTF8Whole(t *testing.T) {
