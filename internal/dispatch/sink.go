@@ -18,7 +18,9 @@ import (
 // Connected delivers the agent's live commands: every queued, pending or
 // dispatched one it does not report as running is (re)sent and marked
 // dispatched. Commands it reports running that the server has already
-// finished (or never knew) are sent command_cancel.
+// finished (or never knew) are sent command_cancel. A command submitted
+// while the hello is being handled can be sent twice, by Submit and by
+// Connected: delivery is at-least-once and agents de-duplicate by id.
 func (s *Service) Connected(ctx context.Context, agentID string, running []string) {
 	live, err := s.store.LiveCommands(ctx, agentID)
 	if err != nil {

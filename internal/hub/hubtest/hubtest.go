@@ -116,7 +116,8 @@ func (e *Env) PostJSON(t testing.TB, path, body string) (int, map[string]any) {
 
 // Agent is a bare protocol client.
 type Agent struct {
-	Conn *websocket.Conn
+	Conn    *websocket.Conn
+	pending []agentproto.Envelope // read by Connect, returned by Read first
 }
 
 // Dial connects with credential ("" sends no Authorization header). On a
@@ -137,7 +138,10 @@ func (e *Env) Dial(ctx context.Context, credential string) (*Agent, *http.Respon
 	return &Agent{Conn: c}, resp, nil
 }
 
-// Connect dials and completes hello, failing the test otherwise.
+// Connect dials and completes hello, failing the test otherwise. It
+// returns once the hub has finished handling the hello, including the
+// CommandSink's Connected: it sends a heartbeat and waits for its ack,
+// keeping whatever arrived before the ack for the next Read.
 func (e *Env) Connect(t testing.TB, credential string, running ...string) *Agent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -154,6 +158,21 @@ func (e *Env) Connect(t testing.TB, credential string, running ...string) *Agent
 	if err != nil || env.Type != agentproto.TypeWelcome {
 		t.Fatalf("want welcome, got %+v, %v", env, err)
 	}
+	if err := a.Send(ctx, agentproto.TypeHeartbeat, "connect-sync", nil); err != nil {
+		t.Fatalf("send heartbeat: %v", err)
+	}
+	var early []agentproto.Envelope
+	for {
+		env, err := a.Read(ctx)
+		if err != nil {
+			t.Fatalf("want heartbeat_ack: %v", err)
+		}
+		if env.Type == agentproto.TypeHeartbeatAck && env.ID == "connect-sync" {
+			break
+		}
+		early = append(early, env)
+	}
+	a.pending = early
 	return a
 }
 
@@ -176,6 +195,11 @@ func (a *Agent) Send(ctx context.Context, typ, id string, data any) error {
 
 // Read reads one envelope.
 func (a *Agent) Read(ctx context.Context) (agentproto.Envelope, error) {
+	if len(a.pending) > 0 {
+		env := a.pending[0]
+		a.pending = a.pending[1:]
+		return env, nil
+	}
 	typ, b, err := a.Conn.Read(ctx)
 	if err != nil {
 		return agentproto.Envelope{}, err
