@@ -124,6 +124,10 @@ func New(cfg Config) (*Agent, error) {
 	if _, _, err := agentproto.ParseCredential(cfg.Credential); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
+	allow, err := NewAllowList(cfg.Allowed...)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
 	setDefaults(&cfg)
 	if cfg.MinBackoff > cfg.MaxBackoff {
 		return nil, fmt.Errorf("agent config: MinBackoff %s exceeds MaxBackoff %s", cfg.MinBackoff, cfg.MaxBackoff)
@@ -131,7 +135,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:          cfg,
 		wsURL:        wsURL,
-		allow:        NewAllowList(cfg.Allowed...),
+		allow:        allow,
 		runner:       cfg.Runner,
 		log:          cfg.Logger,
 		httpClient:   cfg.HTTPClient,

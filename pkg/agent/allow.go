@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -19,15 +20,21 @@ type AllowList struct {
 
 // NewAllowList returns an allow-list of the given entries. Empty entries are
 // ignored, duplicates collapsed; the order is kept for [AllowList.Names].
-func NewAllowList(entries ...string) AllowList {
+// An entry with a path separator must be an absolute path: a relative one
+// would depend on the agent's working directory, and is an error.
+func NewAllowList(entries ...string) (AllowList, error) {
 	var names []string
 	for _, e := range entries {
 		e = strings.TrimSpace(e)
-		if e != "" && !slices.Contains(names, e) {
-			names = append(names, e)
+		if e == "" || slices.Contains(names, e) {
+			continue
 		}
+		if strings.ContainsRune(e, 0) || strings.ContainsAny(e, "/"+string(filepath.Separator)) && !filepath.IsAbs(e) {
+			return AllowList{}, fmt.Errorf("allow-list entry %q: use a command name or an absolute path", e)
+		}
+		names = append(names, e)
 	}
-	return AllowList{names: names}
+	return AllowList{names: names}, nil
 }
 
 // Names returns a copy of the entries, as reported in the hello message.

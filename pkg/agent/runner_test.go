@@ -15,7 +15,10 @@ import (
 )
 
 func TestAllowList(t *testing.T) {
-	l := NewAllowList("uname", " uptime ", "", "/bin/echo", "uname")
+	l, err := NewAllowList("uname", " uptime ", "", "/bin/echo", "uname")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := strings.Join(l.Names(), ","); got != "uname,uptime,/bin/echo" {
 		t.Errorf("Names = %q", got)
 	}
@@ -57,6 +60,11 @@ func TestAllowList(t *testing.T) {
 	}
 	if err := (AllowList{}).Check("uname"); err == nil {
 		t.Error("the zero AllowList allowed a command")
+	}
+	for _, bad := range []string{"bin/echo", "./uname", "../x", "a\x00b"} {
+		if _, err := NewAllowList(bad); err == nil {
+			t.Errorf("NewAllowList(%q) accepted a relative path or NUL", bad)
+		}
 	}
 }
 

@@ -194,14 +194,24 @@ func (s *session) readLoop(ctx context.Context) error {
 
 // readError turns a read failure into the session's end cause.
 func readError(err error) error {
-	switch closeStatus(err) {
-	case -1:
+	var ce websocket.CloseError
+	switch {
+	case !errors.As(err, &ce):
 		return fmt.Errorf("connection lost: %w", err)
-	case agentproto.CloseRevoked:
-		return fmt.Errorf("%w: %w", ErrRevoked, err)
+	case int(ce.Code) == agentproto.CloseRevoked:
+		return fmt.Errorf("%w: %w", ErrRevoked, closedError{ce})
 	}
-	return fmt.Errorf("connection closed by the server: %w", err)
+	return closedError{ce}
 }
+
+// closedError is a close frame received from the server.
+type closedError struct{ ce websocket.CloseError }
+
+func (e closedError) Error() string {
+	return fmt.Sprintf("server closed the connection with %d: %s", int(e.ce.Code), e.ce.Reason)
+}
+
+func (e closedError) Unwrap() error { return e.ce }
 
 // closeStatus returns the WebSocket close code in err's chain, or -1.
 func closeStatus(err error) int {
