@@ -15,11 +15,15 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/home-console/client-manager/internal/cmservice"
+	"github.com/home-console/client-manager/internal/dispatch"
+	"github.com/home-console/client-manager/internal/enroll"
+	"github.com/home-console/client-manager/internal/hub"
 	"github.com/home-console/client-manager/internal/logging"
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
 
-// config is read from CLIENT_MANAGER_* environment variables.
+// config is read from CLIENT_MANAGER_* environment variables; the README
+// documents each one.
 type config struct {
 	Host         string        `envconfig:"HOST" default:"0.0.0.0"`
 	Port         int           `envconfig:"PORT" default:"10000"`
@@ -27,6 +31,59 @@ type config struct {
 	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info"`
 	LogFormat    string        `envconfig:"LOG_FORMAT" default:"text"`
 	DrainTimeout time.Duration `envconfig:"DRAIN_TIMEOUT" default:"10s"`
+	MaxBodyBytes int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+
+	// OperatorCommands defaults to access.DefaultOperatorCommands.
+	OperatorCommands []string `envconfig:"OPERATOR_COMMANDS"`
+
+	MaxConnections    int           `envconfig:"MAX_CONNECTIONS" default:"100000"`
+	MaxMessageBytes   int64         `envconfig:"MAX_MESSAGE_BYTES" default:"1048576"`
+	OutboundQueue     int           `envconfig:"OUTBOUND_QUEUE" default:"256"`
+	MessageRate       float64       `envconfig:"MESSAGE_RATE" default:"100"`
+	ConnectRate       float64       `envconfig:"CONNECT_RATE" default:"500"`
+	ConnectBurst      int           `envconfig:"CONNECT_BURST" default:"1000"`
+	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"15s"`
+	LivenessTimeout   time.Duration `envconfig:"LIVENESS_TIMEOUT" default:"45s"`
+
+	DefaultCommandTimeout time.Duration `envconfig:"COMMAND_TIMEOUT" default:"30s"`
+	MaxOutputBytes        int           `envconfig:"MAX_OUTPUT_BYTES" default:"524288"`
+	Retention             time.Duration `envconfig:"RETENTION" default:"720h"`
+
+	EnrollRate    int           `envconfig:"ENROLL_RATE" default:"10"`
+	BootstrapUses int           `envconfig:"BOOTSTRAP_USES" default:"10"`
+	BootstrapTTL  time.Duration `envconfig:"BOOTSTRAP_TTL" default:"24h"`
+}
+
+// service returns the service configuration.
+func (c config) service() cmservice.Config {
+	return cmservice.Config{
+		Host:         c.Host,
+		Port:         c.Port,
+		DataDir:      c.DataDir,
+		MaxBodyBytes: c.MaxBodyBytes,
+
+		OperatorCommands: c.OperatorCommands,
+		Hub: hub.Config{
+			MaxConnections:    c.MaxConnections,
+			MaxMessageBytes:   c.MaxMessageBytes,
+			OutboundQueue:     c.OutboundQueue,
+			MessageRate:       c.MessageRate,
+			ConnectRate:       c.ConnectRate,
+			ConnectBurst:      c.ConnectBurst,
+			HeartbeatInterval: c.HeartbeatInterval,
+			LivenessTimeout:   c.LivenessTimeout,
+		},
+		Dispatch: dispatch.Config{
+			DefaultTimeout: c.DefaultCommandTimeout,
+			MaxOutputBytes: c.MaxOutputBytes,
+			Retention:      c.Retention,
+		},
+		Enroll: enroll.Options{
+			AttemptsPerMinute: c.EnrollRate,
+			BootstrapUses:     c.BootstrapUses,
+			BootstrapTTL:      c.BootstrapTTL,
+		},
+	}
 }
 
 func main() {
@@ -46,7 +103,10 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	svc := cmservice.New(cmservice.Config{Host: cfg.Host, Port: cfg.Port, DataDir: cfg.DataDir}, log)
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		return runToken(context.Background(), cfg.DataDir, os.Args[2:], os.Stdout)
+	}
+	svc := cmservice.New(cfg.service(), log)
 
 	if pluginproto.LaunchedByRuntime() {
 		pluginproto.Serve(&cmservice.Plugin{Service: svc})

@@ -162,3 +162,32 @@ func bearer(r *http.Request) (string, bool) {
 	}
 	return strings.TrimSpace(token), true
 }
+
+// DefaultOperatorCommands are the executables an operator may run by
+// default: tools that only read the machine's state.
+var DefaultOperatorCommands = []string{
+	"uname", "uptime", "hostname", "whoami", "id", "date", "df", "free", "ps", "ls", "ip", "ss", "systemctl",
+}
+
+// CommandPolicy says which roles may run which commands on the server
+// side. The agent's own allow-list still has the final word.
+type CommandPolicy struct {
+	// Operator lists the executables an operator may run. Admins may run
+	// anything their agents allow; viewers run nothing.
+	Operator []string
+}
+
+// Allows reports whether role may run command.
+func (p CommandPolicy) Allows(role Role, command string) bool {
+	switch {
+	case role >= RoleAdmin:
+		return true
+	case role == RoleOperator:
+		for _, c := range p.Operator {
+			if c == command {
+				return true
+			}
+		}
+	}
+	return false
+}

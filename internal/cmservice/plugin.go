@@ -3,6 +3,7 @@ package cmservice
 import (
 	"context"
 	"os"
+	"strconv"
 
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
@@ -26,8 +27,11 @@ func (p *Plugin) Describe(context.Context) (pluginproto.Description, error) {
 }
 
 // Start implements [pluginproto.Plugin]. The configuration comes from the
-// environment; cfg is accepted for forward compatibility and ignored.
-func (p *Plugin) Start(ctx context.Context, _ map[string]string) (string, error) {
+// environment; of cfg only the one-port-mode proxy token is used.
+func (p *Plugin) Start(ctx context.Context, cfg map[string]string) (string, error) {
+	if tok := cfg[pluginproto.ConfigProxyToken]; tok != "" {
+		p.Service.TrustProxy(tok)
+	}
 	return p.Service.Start(ctx)
 }
 
@@ -40,8 +44,12 @@ func (p *Plugin) Stop(ctx context.Context, reason string) error {
 func (p *Plugin) Health(context.Context) (pluginproto.Health, error) {
 	st := p.Service.State()
 	return pluginproto.Health{
-		Ready:   st == StateReady,
-		Status:  string(st),
-		Details: map[string]string{"addr": p.Service.Addr(), "instance_id": p.Service.InstanceID()},
+		Ready:  st == StateReady,
+		Status: string(st),
+		Details: map[string]string{
+			"addr":             p.Service.Addr(),
+			"instance_id":      p.Service.InstanceID(),
+			"agents_connected": strconv.Itoa(p.Service.agentsConnected()),
+		},
 	}, nil
 }

@@ -6,15 +6,33 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/home-console/client-manager/internal/access"
+	"github.com/home-console/client-manager/internal/api"
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
-func (s *Service) routes() http.Handler {
+func (s *Service) routes(a *app) http.Handler {
 	r := httpjson.NewEngine()
+	r.Use(a.countResponses)
 	r.GET("/health", s.handleHealth)
 	r.GET("/health/live", s.handleLive)
 	r.GET("/health/ready", s.handleReady)
-	r.GET("/api/clients", s.handleListClients)
+	r.GET(agentproto.PathWebSocket, gin.WrapH(a.hub.Handler()))
+	r.POST(agentproto.PathEnroll, gin.WrapH(a.enroll.Handler()))
+	r.GET("/metrics", access.Authenticate(a.tokens), access.Require(access.RoleViewer), gin.WrapH(a.metrics))
+	srv := &api.Server{
+		Store:        a.store,
+		Presence:     a.hub,
+		Commands:     a.dispatch,
+		Enrollment:   a.enroll,
+		Bus:          a.bus,
+		Tokens:       a.tokens,
+		Policy:       s.commandPolicy(),
+		Log:          s.log,
+		MaxBodyBytes: s.cfg.MaxBodyBytes,
+	}
+	srv.Register(r)
 	return r
 }
 
@@ -25,12 +43,13 @@ func (s *Service) handleHealth(c *gin.Context) {
 		status = http.StatusServiceUnavailable
 	}
 	c.JSON(status, gin.H{
-		"status":         string(st),
-		"service":        "client-manager",
-		"version":        Version,
-		"instance_id":    s.instanceID,
-		"uptime_seconds": int64(time.Since(s.startedAt).Seconds()),
-		"timestamp":      time.Now().UTC().Format(time.RFC3339Nano),
+		"status":           string(st),
+		"service":          "client-manager",
+		"version":          Version,
+		"instance_id":      s.instanceID,
+		"uptime_seconds":   int64(time.Since(s.startedAt).Seconds()),
+		"agents_connected": s.agentsConnected(),
+		"timestamp":        time.Now().UTC().Format(time.RFC3339Nano),
 	})
 }
 
@@ -46,6 +65,9 @@ func (s *Service) handleReady(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
 }
 
-func (s *Service) handleListClients(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"items": []any{}, "total": 0, "limit": 100, "offset": 0})
+func (s *Service) commandPolicy() access.CommandPolicy {
+	if len(s.cfg.OperatorCommands) == 0 {
+		return access.CommandPolicy{Operator: access.DefaultOperatorCommands}
+	}
+	return access.CommandPolicy{Operator: s.cfg.OperatorCommands}
 }

@@ -16,6 +16,10 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/home-console/client-manager/internal/dispatch"
+	"github.com/home-console/client-manager/internal/enroll"
+	"github.com/home-console/client-manager/internal/hub"
 )
 
 // Version is the client manager's version.
@@ -28,6 +32,20 @@ type Config struct {
 	Port int
 	// DataDir holds the store and the bootstrap token.
 	DataDir string
+	// MaxBodyBytes bounds operator API request bodies (413 beyond).
+	MaxBodyBytes int64
+	// OperatorCommands lists the executables the operator role may run
+	// (nil: access.DefaultOperatorCommands).
+	OperatorCommands []string
+	// ProxyToken is the secret the runtime's reverse proxy sends with
+	// proxied requests; see pluginproto.ConfigProxyToken. Empty when the
+	// plugin is not mounted or runs standalone.
+	ProxyToken string
+	// Hub, Dispatch and Enroll tune the agent endpoint, command dispatch
+	// and enrollment; zero fields take those packages' defaults.
+	Hub      hub.Config
+	Dispatch dispatch.Config
+	Enroll   enroll.Options
 }
 
 // State is where a Service is in its life.
@@ -54,6 +72,7 @@ type Service struct {
 	state State
 	addr  string
 	srv   *http.Server
+	app   *app
 	done  chan struct{} // closed when Stop has finished
 }
 
@@ -88,6 +107,14 @@ func (s *Service) Addr() string {
 // Done is closed once Stop has completed.
 func (s *Service) Done() <-chan struct{} { return s.done }
 
+// TrustProxy sets the runtime proxy's secret (see Config.ProxyToken). Call
+// it before Start.
+func (s *Service) TrustProxy(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.ProxyToken = token
+}
+
 // Start binds the listener and serves in the background. It returns the
 // bound address. Calling Start on a started Service returns its address;
 // a stopped Service cannot be started again.
@@ -102,17 +129,24 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 	}
 	s.state = StateStarting
 
+	a, err := openApp(ctx, s.cfg, s.log)
+	if err != nil {
+		s.state = StateNew
+		return "", fmt.Errorf("client manager: %w", err)
+	}
 	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		s.state = StateNew
+		_ = a.close()
 		return "", fmt.Errorf("client manager: listen on %s: %w", addr, err)
 	}
+	s.app = a
 	s.addr = ln.Addr().String()
 	s.startedAt = time.Now()
 	s.srv = &http.Server{
-		Handler:           s.routes(),
+		Handler:           forwardedCaller(s.cfg.ProxyToken, s.routes(a)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -147,13 +181,19 @@ func (s *Service) Stop(ctx context.Context, reason string) error {
 		return nil
 	}
 	s.state = StateDraining
-	srv := s.srv
+	srv, a := s.srv, s.app
 	s.mu.Unlock()
 
 	s.log.Info("client manager draining", "reason", reason)
+	if derr := a.drainAgents(ctx); derr != nil {
+		s.log.Warn("agent drain incomplete", "err", derr)
+	}
 	err := srv.Shutdown(ctx)
 	if err != nil {
 		_ = srv.Close()
+	}
+	if cerr := a.close(); cerr != nil {
+		s.log.Error("closing the store failed", "err", cerr)
 	}
 	s.mu.Lock()
 	s.state = StateStopped
@@ -164,6 +204,17 @@ func (s *Service) Stop(ctx context.Context, reason string) error {
 		return fmt.Errorf("client manager: drain: %w", err)
 	}
 	return nil
+}
+
+// agentsConnected returns the number of connected agents (0 before Start).
+func (s *Service) agentsConnected() int {
+	s.mu.Lock()
+	a := s.app
+	s.mu.Unlock()
+	if a == nil {
+		return 0
+	}
+	return a.hub.Count()
 }
 
 func newInstanceID() string {

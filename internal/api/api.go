@@ -1,0 +1,170 @@
+// Package api serves the client manager's operator REST API under /api:
+// agents, commands, enrollment tokens and the live event stream. Every
+// error is JSON {"error":{"code","message"}}.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/gin-gonic/gin"
+
+	"github.com/home-console/client-manager/internal/access"
+	"github.com/home-console/client-manager/internal/dispatch"
+	"github.com/home-console/client-manager/internal/events"
+	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/httpjson"
+)
+
+// Presence tells which agents are connected and disconnects them.
+type Presence interface {
+	Online(agentID string) bool
+	Disconnect(agentID string, code websocket.StatusCode, reason string) bool
+}
+
+// Commands submits, waits for and cancels commands.
+type Commands interface {
+	Submit(ctx context.Context, r dispatch.Request) (fleet.Command, error)
+	Wait(ctx context.Context, id string) (fleet.Command, error)
+	Cancel(ctx context.Context, id, by string) (fleet.Command, error)
+}
+
+// Enrollment creates enrollment tokens and revokes agents.
+type Enrollment interface {
+	CreateToken(ctx context.Context, name string, uses int, ttl time.Duration, createdBy string) (string, fleet.EnrollmentToken, error)
+	// Revoke marks an agent's credential revoked; it does not disconnect.
+	Revoke(ctx context.Context, agentID, by string) error
+}
+
+// OperatorTokens authenticates and creates operator tokens.
+type OperatorTokens interface {
+	access.Tokens
+	Create(ctx context.Context, name string, role access.Role, ttl time.Duration, createdBy string) (string, fleet.OperatorToken, error)
+}
+
+// Server holds the API's dependencies. All fields are required.
+type Server struct {
+	Store      fleet.Store
+	Presence   Presence
+	Commands   Commands
+	Enrollment Enrollment
+	Bus        *events.Bus
+	Tokens     OperatorTokens
+	// Policy says which roles may run which commands.
+	Policy access.CommandPolicy
+	Log    *slog.Logger
+	// MaxBodyBytes bounds request bodies (413 beyond).
+	MaxBodyBytes int64
+}
+
+// Register adds the API's routes to r.
+func (s *Server) Register(r gin.IRouter) {
+	g := r.Group("/api", s.audited, access.Authenticate(s.Tokens))
+	view := g.Group("", access.Require(access.RoleViewer))
+	op := g.Group("", access.Require(access.RoleOperator))
+	admin := g.Group("", access.Require(access.RoleAdmin))
+
+	view.GET("/clients", s.listClients)
+	view.GET("/clients/:id", s.getClient)
+	admin.DELETE("/clients/:id", s.deleteClient)
+
+	view.GET("/commands", s.listCommands)
+	view.GET("/commands/:id", s.getCommand)
+	op.POST("/commands", s.batchCommand)
+	op.POST("/commands/:id", s.runCommand)
+	op.POST("/commands/:id/async", s.runCommandAsync)
+	op.POST("/commands/:id/cancel", s.cancelCommand)
+
+	admin.GET("/enrollment-tokens", s.listEnrollmentTokens)
+	admin.POST("/enrollment-tokens", s.createEnrollmentToken)
+	admin.DELETE("/enrollment-tokens/:id", s.deleteEnrollmentToken)
+
+	admin.GET("/tokens", s.listOperatorTokens)
+	admin.POST("/tokens", s.createOperatorToken)
+	admin.DELETE("/tokens/:id", s.revokeOperatorToken)
+	admin.GET("/audit", s.listAudit)
+
+	view.GET("/events", s.streamEvents)
+}
+
+// decodeJSON strictly decodes the request body into v: unknown fields,
+// trailing data and bodies over MaxBodyBytes are errors. It writes the
+// error response and returns false on failure.
+func (s *Server) decodeJSON(c *gin.Context, v any) bool {
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		httpjson.Error(c, http.StatusRequestEntityTooLarge, "body_too_large",
+			fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit))
+	case errors.Is(err, io.EOF):
+		httpjson.Error(c, http.StatusBadRequest, "invalid_json", "request body is empty; a JSON object is required")
+	default:
+		httpjson.Error(c, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
+	}
+	return false
+}
+
+// page reads limit and offset query parameters (limit 1..1000, default 100).
+func page(c *gin.Context) (limit, offset int, ok bool) {
+	limit, offset = 100, 0
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			httpjson.Error(c, http.StatusBadRequest, "invalid_query", "limit must be an integer from 1 to 1000")
+			return 0, 0, false
+		}
+		limit = n
+	}
+	if v := c.Query("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			httpjson.Error(c, http.StatusBadRequest, "invalid_query", "offset must be a non-negative integer")
+			return 0, 0, false
+		}
+		offset = n
+	}
+	return limit, offset, true
+}
+
+// listPage is the shape of every paginated answer.
+type listPage[T any] struct {
+	Items  []T `json:"items"`
+	Total  int `json:"total"`
+	Limit  int `json:"limit"`
+	Offset int `json:"offset"`
+}
+
+// storeError answers for an error from the store or the services.
+func (s *Server) storeError(c *gin.Context, what string, err error) {
+	switch {
+	case errors.Is(err, fleet.ErrNotFound):
+		httpjson.Error(c, http.StatusNotFound, "not_found", what+" not found")
+	case errors.Is(err, fleet.ErrAlreadyFinal):
+		httpjson.Error(c, http.StatusConflict, "already_final", what+" already reached a terminal state")
+	case errors.Is(err, fleet.ErrConflict):
+		httpjson.Error(c, http.StatusConflict, "conflict", what+" already exists")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		httpjson.Error(c, http.StatusServiceUnavailable, "unavailable", "request cancelled or timed out")
+	default:
+		s.Log.Error("api request failed", "what", what, "err", err)
+		httpjson.Error(c, http.StatusInternalServerError, "internal", "internal error")
+	}
+}

@@ -1,0 +1,241 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/home-console/client-manager/internal/access"
+	"github.com/home-console/client-manager/internal/dispatch"
+	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/httpjson"
+)
+
+// maxWait bounds how long a synchronous request waits for a result.
+const maxWait = 5 * time.Minute
+
+// duration accepts a Go duration string ("10s") or a number of seconds.
+type duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err == nil {
+		*d = duration(secs * float64(time.Second))
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`duration must be a string like "10s" or a number of seconds`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// commandBody is the body of POST /api/commands/{client_id}[/async].
+type commandBody struct {
+	Command        string   `json:"command"`
+	Args           []string `json:"args"`
+	Timeout        duration `json:"timeout"`
+	QueueIfOffline bool     `json:"queue_if_offline"`
+	TTL            duration `json:"ttl"`
+}
+
+// commandView is a command as the API shows it.
+type commandView struct {
+	fleet.Command
+	Timeout string `json:"timeout"`
+}
+
+func viewCommand(cmd fleet.Command) commandView {
+	if cmd.Args == nil {
+		cmd.Args = []string{}
+	}
+	return commandView{Command: cmd, Timeout: cmd.Timeout.String()}
+}
+
+func (b commandBody) request(clientID string, p access.Principal) dispatch.Request {
+	return dispatch.Request{
+		ClientID:       clientID,
+		Command:        b.Command,
+		Args:           b.Args,
+		Timeout:        time.Duration(b.Timeout),
+		QueueIfOffline: b.QueueIfOffline,
+		TTL:            time.Duration(b.TTL),
+		RequestedBy:    p.Name,
+	}
+}
+
+// submit decodes the body and submits the command; it writes the error
+// response and returns false on failure.
+func (s *Server) submit(c *gin.Context) (fleet.Command, bool) {
+	var body commandBody
+	if !s.decodeJSON(c, &body) {
+		return fleet.Command{}, false
+	}
+	p, _ := access.From(c)
+	if !s.Policy.Allows(p.Role, body.Command) {
+		httpjson.Error(c, http.StatusForbidden, "command_not_allowed",
+			fmt.Sprintf("the %s role may not run %q; see CLIENT_MANAGER_OPERATOR_COMMANDS", p.Role, body.Command))
+		return fleet.Command{}, false
+	}
+	c.Set(auditDetailKey, argvDetail(body.Command, body.Args))
+	cmd, err := s.Commands.Submit(c.Request.Context(), body.request(c.Param("id"), p))
+	if err != nil {
+		s.submitError(c, err)
+		return fleet.Command{}, false
+	}
+	return cmd, true
+}
+
+func (s *Server) submitError(c *gin.Context, err error) {
+	switch {
+	case errors.Is(err, dispatch.ErrInvalidRequest):
+		httpjson.Error(c, http.StatusBadRequest, "invalid_command", err.Error())
+	case errors.Is(err, dispatch.ErrUnknownClient):
+		httpjson.Error(c, http.StatusNotFound, "unknown_client", err.Error())
+	case errors.Is(err, dispatch.ErrClientRevoked):
+		httpjson.Error(c, http.StatusConflict, "client_revoked", err.Error())
+	case errors.Is(err, dispatch.ErrClientOffline):
+		httpjson.Error(c, http.StatusConflict, "client_offline",
+			err.Error()+`; set "queue_if_offline": true to queue it until the agent connects`)
+	default:
+		s.storeError(c, "command", err)
+	}
+}
+
+// argvDetail renders argv for the audit log, bounded in size.
+func argvDetail(command string, args []string) string {
+	d := strconv.Quote(command)
+	for _, a := range args {
+		d += " " + strconv.Quote(a)
+		if len(d) > 512 {
+			return d[:512] + "…"
+		}
+	}
+	return d
+}
+
+// runCommand answers POST /api/commands/:client_id: it waits for the result
+// up to ?wait= (default: the command's timeout plus 2s, at most 5m) and
+// answers 200 with the finished command, or 202 if it is still live.
+func (s *Server) runCommand(c *gin.Context) {
+	wait, ok := waitParam(c)
+	if !ok {
+		return
+	}
+	cmd, ok := s.submit(c)
+	if !ok {
+		return
+	}
+	if wait == 0 {
+		wait = min(cmd.Timeout+2*time.Second, maxWait)
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
+	defer cancel()
+	got, err := s.Commands.Wait(ctx, cmd.ID)
+	if err != nil {
+		s.storeError(c, "command", err)
+		return
+	}
+	status := http.StatusOK
+	if !got.Status.Terminal() {
+		status = http.StatusAccepted
+	}
+	c.JSON(status, viewCommand(got))
+}
+
+// runCommandAsync answers POST /api/commands/:client_id/async with 202.
+func (s *Server) runCommandAsync(c *gin.Context) {
+	if cmd, ok := s.submit(c); ok {
+		c.JSON(http.StatusAccepted, viewCommand(cmd))
+	}
+}
+
+func waitParam(c *gin.Context) (time.Duration, bool) {
+	v := c.Query("wait")
+	if v == "" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		if secs, aerr := strconv.Atoi(v); aerr == nil {
+			d, err = time.Duration(secs)*time.Second, nil
+		}
+	}
+	if err != nil || d <= 0 || d > maxWait {
+		httpjson.Error(c, http.StatusBadRequest, "invalid_query", "wait must be a duration from 1s to 5m")
+		return 0, false
+	}
+	return d, true
+}
+
+// getCommand answers GET /api/commands/:id.
+func (s *Server) getCommand(c *gin.Context) {
+	cmd, err := s.Store.Command(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.storeError(c, "command", err)
+		return
+	}
+	c.JSON(http.StatusOK, viewCommand(cmd))
+}
+
+// cancelCommand answers POST /api/commands/:id/cancel.
+func (s *Server) cancelCommand(c *gin.Context) {
+	p, _ := access.From(c)
+	cmd, err := s.Commands.Cancel(c.Request.Context(), c.Param("id"), p.Name)
+	if err != nil {
+		s.storeError(c, "command", err)
+		return
+	}
+	c.JSON(http.StatusOK, viewCommand(cmd))
+}
+
+// listCommands answers GET /api/commands (history).
+func (s *Server) listCommands(c *gin.Context) {
+	limit, offset, ok := page(c)
+	if !ok {
+		return
+	}
+	f := fleet.CommandFilter{
+		ClientID:    c.Query("client_id"),
+		BatchID:     c.Query("batch_id"),
+		RequestedBy: c.Query("requested_by"),
+		Limit:       limit,
+		Offset:      offset,
+	}
+	if v := c.Query("status"); v != "" {
+		for _, st := range strings.Split(v, ",") {
+			f.Status = append(f.Status, fleet.CommandStatus(st))
+		}
+	}
+	if v := c.Query("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			httpjson.Error(c, http.StatusBadRequest, "invalid_query", "since must be an RFC 3339 time")
+			return
+		}
+		f.Since = t
+	}
+	cmds, total, err := s.Store.ListCommands(c.Request.Context(), f)
+	if err != nil {
+		s.storeError(c, "commands", err)
+		return
+	}
+	items := make([]commandView, 0, len(cmds))
+	for _, cmd := range cmds {
+		items = append(items, viewCommand(cmd))
+	}
+	c.JSON(http.StatusOK, listPage[commandView]{Items: items, Total: total, Limit: limit, Offset: offset})
+}

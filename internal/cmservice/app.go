@@ -1,0 +1,97 @@
+package cmservice
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/home-console/client-manager/internal/access"
+	"github.com/home-console/client-manager/internal/dispatch"
+	"github.com/home-console/client-manager/internal/enroll"
+	"github.com/home-console/client-manager/internal/events"
+	"github.com/home-console/client-manager/internal/hub"
+	"github.com/home-console/client-manager/internal/metrics"
+	"github.com/home-console/client-manager/internal/sqlite"
+)
+
+// StoreFile is the SQLite database's name inside the data directory.
+const StoreFile = "client-manager.db"
+
+// app is the set of components a started Service runs.
+type app struct {
+	store    *sqlite.Store
+	bus      *events.Bus
+	enroll   *enroll.Service
+	hub      *hub.Hub
+	dispatch *dispatch.Service
+	tokens   *access.StoreTokens
+	metrics  *metrics.Registry
+
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+}
+
+// openApp opens the store and wires the components; background loops run
+// until close.
+func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, StoreFile))
+	if err != nil {
+		return nil, err
+	}
+	a := &app{store: store, bus: events.New(), metrics: metrics.New()}
+	a.tokens = &access.StoreTokens{Store: store}
+	a.enroll = enroll.New(store, a.bus, log, cfg.Enroll)
+	hubCfg := cfg.Hub
+	hubCfg.ServerVersion = Version
+	hubCfg.MaxOutputBytes = int64(cfg.Dispatch.MaxOutputBytes)
+	a.hub = hub.New(hubCfg, a.enroll, store, a.bus, log)
+	a.dispatch = dispatch.New(store, a.hub, a.bus, log, cfg.Dispatch)
+	a.hub.SetCommandSink(a.dispatch)
+
+	path, err := a.enroll.EnsureBootstrapToken(ctx, cfg.DataDir)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	log.Info("agents can enroll with the bootstrap token", "file", path)
+	if err := a.dispatch.Recover(ctx); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+
+	a.metrics.Gauge("cm_agents_connected", "Agents with an open WebSocket.", func() float64 { return float64(a.hub.Count()) })
+	a.metrics.Gauge("cm_websocket_connections", "Open agent WebSockets, handshaking ones included.", func() float64 { return float64(a.hub.Connections()) })
+	bg, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.bg.Add(2)
+	go func() { defer a.bg.Done(); a.dispatch.Run(bg) }()
+	go func() { defer a.bg.Done(); a.metrics.Follow(bg, a.bus) }()
+	return a, nil
+}
+
+// drainAgents closes every agent connection with 1001 and refuses new ones.
+func (a *app) drainAgents(ctx context.Context) error {
+	return a.hub.Shutdown(ctx)
+}
+
+// close stops the background loops and closes the store.
+func (a *app) close() error {
+	a.cancel()
+	a.bg.Wait()
+	return a.store.Close()
+}
+
+// countResponses is middleware counting HTTP responses by status code.
+func (a *app) countResponses(c *gin.Context) {
+	c.Next()
+	a.metrics.Add("cm_http_responses_total", "HTTP responses, by status code.", 1, "code", strconv.Itoa(c.Writer.Status()))
+}
