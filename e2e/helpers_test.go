@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
 		"github.com/home-console/client-manager/cmd/runtime",
 		"github.com/home-console/client-manager/cmd/client-manager",
+		"github.com/home-console/client-manager/cmd/agent",
 		"github.com/home-console/client-manager/e2e/testdata/plugins/flaky")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
