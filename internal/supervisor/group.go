@@ -97,6 +97,14 @@ func (g *Group) StartAll(ctx context.Context) {
 	}
 }
 
+// Detach makes every supervisor leave its running plugin process running
+// once the context given to Run ends; see [Supervisor.Detach].
+func (g *Group) Detach() {
+	for _, s := range g.byName {
+		s.Detach()
+	}
+}
+
 // StopAll stops every plugin in reverse dependency order, each within its
 // stop timeout. When ctx ends, the plugins still running are killed with
 // their process groups at once.

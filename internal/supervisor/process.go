@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,18 +28,30 @@ import (
 type instance struct {
 	client *plugin.Client
 	// cmd is the launched command; its ProcessState may only be read once
-	// client.Kill has returned.
-	cmd    *exec.Cmd
+	// client.Kill has returned. It is nil for an adopted process.
+	cmd *exec.Cmd
+	// orphan is set for a process adopted from an earlier runtime.
+	orphan *orphan
 	pid    int
 	plugin pluginproto.Plugin
 	desc   pluginproto.Description
 	addr   string
+	// rec is the process's re-attach record.
+	rec *record
 	// kill sends SIGKILL to the process group unless the process has
 	// already been reaped.
 	kill context.CancelFunc
 	// reaped and exit are set by reap.
 	reaped bool
 	exit   *Exit
+}
+
+// signal sends sig to the instance's process group.
+func (inst *instance) signal(sig syscall.Signal) error {
+	if inst.orphan != nil {
+		return inst.orphan.signal(sig)
+	}
+	return signalGroup(inst.pid, sig)
 }
 
 // launch verifies the binary and starts the plugin process in its own
@@ -77,7 +91,34 @@ func (s *Supervisor) launch(ctx context.Context) (*instance, error) {
 		return inst, fmt.Errorf("launch %s: %w", s.man.Command, err)
 	}
 	inst.pid = inst.client.ReattachConfig().Pid
+	inst.rec = s.newRecord(inst)
 	return inst, nil
+}
+
+// newRecord returns the re-attach record of a launched process.
+func (s *Supervisor) newRecord(inst *instance) *record {
+	rc := inst.client.ReattachConfig()
+	rec := &record{
+		Plugin:          s.name,
+		PID:             inst.pid,
+		Binary:          s.man.Command,
+		Launch:          s.launchDigest(),
+		Protocol:        string(rc.Protocol),
+		ProtocolVersion: pluginproto.ProtocolVersion,
+		Network:         rc.Addr.Network(),
+		Address:         rc.Addr.String(),
+	}
+	if p, err := readProc(inst.pid); err == nil {
+		rec.StartTime = p.StartTime
+	}
+	// The file the process runs, even if replaced since.
+	if fi, err := os.Stat("/proc/" + strconv.Itoa(inst.pid) + "/exe"); err == nil {
+		rec.BinarySize, rec.BinaryModTime = fi.Size(), fi.ModTime()
+	}
+	if s.man.Mount != "" {
+		rec.ProxyToken = rand.Text()
+	}
+	return rec
 }
 
 // environ is the runtime's environment plus the manifest's env.
@@ -108,12 +149,13 @@ func (s *Supervisor) connect(ctx context.Context, inst *instance) error {
 // begin calls Start and waits until the plugin is ready: Health says so
 // and its HTTP address accepts TCP connections.
 func (s *Supervisor) begin(ctx context.Context, inst *instance) error {
-	addr, err := inst.plugin.Start(ctx, nil)
+	addr, err := inst.plugin.Start(ctx, s.startConfig(inst))
 	if err != nil {
 		return err
 	}
 	inst.addr = addr
 	s.update(func(sn *Snapshot) { sn.HTTPAddress = addr })
+	s.saveRecord(inst, func(r *record) { r.HTTPAddress = addr })
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -126,6 +168,18 @@ func (s *Supervisor) begin(ctx context.Context, inst *instance) error {
 			return fmt.Errorf("not ready within %s: %w", s.opts.StartupTimeout, err)
 		case <-tick.C:
 		}
+	}
+}
+
+// startConfig is the configuration Start gets: the mount and the proxy
+// token in one-port mode.
+func (s *Supervisor) startConfig(inst *instance) map[string]string {
+	if s.man.Mount == "" {
+		return nil
+	}
+	return map[string]string{
+		pluginproto.ConfigMount:      s.man.Mount,
+		pluginproto.ConfigProxyToken: inst.rec.ProxyToken,
 	}
 }
 
@@ -150,9 +204,10 @@ func (s *Supervisor) readiness(ctx context.Context, inst *instance) error {
 	return conn.Close()
 }
 
-// reap waits until go-plugin has reaped the process, kills whatever is
-// left of its process group and returns how the process ended (nil if it
-// never started). Later calls return the same.
+// reap waits until go-plugin has reaped the process (or, for an adopted
+// one, seen it exit), kills whatever is left of its process group, removes
+// its re-attach record and returns how the process ended (nil if it never
+// started). Later calls return the same.
 func (s *Supervisor) reap(inst *instance) *Exit {
 	if inst.reaped {
 		return inst.exit
@@ -160,12 +215,20 @@ func (s *Supervisor) reap(inst *instance) *Exit {
 	inst.reaped = true
 	inst.client.Kill()
 	inst.kill()
+	if inst.orphan != nil {
+		removeSocketDir(inst.rec)
+		s.removeRecord()
+		// Not our child: its exit status is not ours to know.
+		inst.exit = &Exit{Code: -1, Unknown: true, Time: time.Now().UTC()}
+		return inst.exit
+	}
 	if inst.cmd.Process == nil {
 		return nil
 	}
 	if err := signalGroup(inst.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		s.log.Warn("cleaning up the process group", "err", err)
 	}
+	s.removeRecord()
 	inst.exit = exitOf(inst.cmd.ProcessState)
 	return inst.exit
 }

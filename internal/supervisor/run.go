@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/home-console/client-manager/internal/manifest"
@@ -20,6 +21,8 @@ type ending struct {
 	err error
 	// stopped is set when the run ended because a stop was requested.
 	stopped bool
+	// detached is set when the runtime left the process running.
+	detached bool
 }
 
 // failure reports whether the run counts as a failure for the
@@ -33,6 +36,12 @@ func (e ending) failure() bool {
 func (s *Supervisor) serve(ctx context.Context) {
 	for {
 		end := s.runOnce(ctx)
+		if end.detached {
+			return
+		}
+		s.mu.Lock()
+		s.proxyToken = ""
+		s.mu.Unlock()
 		s.update(func(sn *Snapshot) {
 			sn.PID, sn.InstanceID, sn.HTTPAddress, sn.Health = 0, "", "", Health{}
 			if end.exit != nil {
@@ -81,9 +90,9 @@ func (s *Supervisor) runOnce(ctx context.Context) ending {
 	return s.watch(ctx, inst)
 }
 
-// startInstance launches and connects the plugin and waits until it is
-// ready, within the startup timeout. On error the returned instance, if
-// any, still has to be reaped.
+// startInstance adopts or launches the plugin, connects to it and waits
+// until it is ready, within the startup timeout. On error the returned
+// instance, if any, still has to be reaped.
 func (s *Supervisor) startInstance(ctx context.Context) (*instance, error) {
 	actx, cancel := context.WithTimeoutCause(ctx, s.opts.StartupTimeout,
 		fmt.Errorf("startup timeout of %s exceeded", s.opts.StartupTimeout))
@@ -101,28 +110,73 @@ func (s *Supervisor) startInstance(ctx context.Context) (*instance, error) {
 		return nil, errStopRequested
 	}
 	s.setState(StateStarting, "")
-	inst, err := s.launch(actx)
+	inst, err := s.obtain(actx)
 	if err == nil {
-		s.update(func(sn *Snapshot) { sn.PID = inst.pid })
 		stop := context.AfterFunc(actx, inst.kill)
-		err = s.connect(actx, inst)
-		if err == nil {
-			err = s.begin(actx, inst)
-		}
+		err = s.begin(actx, inst)
 		stop()
 	}
 	if err != nil {
+		if inst != nil {
+			inst.kill() // before go-plugin's Kill in reap can shut it down gracefully
+		}
 		if !s.wantsRunning() {
 			return inst, errStopRequested
 		}
 		return inst, err
 	}
+	s.running(inst)
+	return inst, nil
+}
+
+// obtain returns a connected, described plugin process: the one an
+// earlier runtime recorded if it can be adopted, else a new one.
+func (s *Supervisor) obtain(ctx context.Context) (*instance, error) {
+	inst := s.adopt(ctx)
+	if inst == nil {
+		var err error
+		if inst, err = s.launch(ctx); err != nil {
+			return inst, err
+		}
+	} else {
+		s.mu.Lock()
+		s.restartTimes = inst.rec.RestartTimes
+		s.mu.Unlock()
+		s.update(func(sn *Snapshot) { sn.Restarts = max(sn.Restarts, inst.rec.Restarts) })
+	}
+	s.update(func(sn *Snapshot) { sn.PID = inst.pid })
+	if inst.orphan != nil {
+		return inst, nil
+	}
+	stop := context.AfterFunc(ctx, inst.kill)
+	defer stop()
+	if err := s.connect(ctx, inst); err != nil {
+		return inst, err
+	}
+	s.saveRecord(inst, func(r *record) { r.InstanceID = inst.desc.InstanceID })
+	return inst, nil
+}
+
+// running records that inst is ready and serving.
+func (s *Supervisor) running(inst *instance) {
+	now := time.Now().UTC()
+	if inst.orphan != nil && !inst.rec.StartedAt.IsZero() {
+		now = inst.rec.StartedAt
+	}
+	s.mu.Lock()
+	times := slices.Clone(s.restartTimes)
+	s.proxyToken = inst.rec.ProxyToken
+	s.mu.Unlock()
 	s.update(func(sn *Snapshot) {
-		sn.InstanceID, sn.StartedAt = inst.desc.InstanceID, time.Now().UTC()
+		sn.InstanceID, sn.StartedAt = inst.desc.InstanceID, now
 		sn.State, sn.Reason = StateRunning, ""
 	})
-	s.log.Info("plugin running", "pid", inst.pid, "http_address", inst.addr, "instance_id", inst.desc.InstanceID)
-	return inst, nil
+	snap := s.Snapshot()
+	s.saveRecord(inst, func(r *record) {
+		r.StartedAt, r.Restarts, r.RestartTimes = now, snap.Restarts, times
+	})
+	s.log.Info("plugin running", "pid", inst.pid, "http_address", inst.addr, "instance_id", inst.desc.InstanceID,
+		"adopted", inst.orphan != nil)
 }
 
 // planRestart applies the restart policy to a run that ended on its own.

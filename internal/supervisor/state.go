@@ -39,8 +39,13 @@ func (s State) Static() bool {
 
 // Exit describes how a plugin process ended.
 type Exit struct {
-	// Code is the exit code, -1 if the process was killed by a signal.
+	// Code is the exit code, -1 if the process was killed by a signal or
+	// the status is unknown.
 	Code int
+	// Unknown is set when the exit status cannot be known: the process
+	// was adopted from an earlier runtime, so it is not this runtime's
+	// child.
+	Unknown bool
 	// Signal is the name of the signal that killed the process (e.g.
 	// "SIGKILL"), "" if it exited on its own.
 	Signal string
@@ -51,6 +56,9 @@ type Exit struct {
 
 // String describes the exit for humans.
 func (e *Exit) String() string {
+	if e.Unknown {
+		return "exited (status unknown: the process was started by an earlier runtime)"
+	}
 	if e.Signal != "" {
 		return fmt.Sprintf("killed by %s (signal %d)", e.Signal, e.SignalNumber)
 	}
@@ -71,7 +79,9 @@ type Snapshot struct {
 	Description  string
 	Dependencies []string
 	ManifestPath string
-	State        State
+	// Mount is where the runtime's port serves the plugin, "" if nowhere.
+	Mount string
+	State State
 	// Reason explains why the plugin is invalid, blocked, disabled or failed.
 	Reason string
 	// PID is the plugin process id, 0 when no process runs.

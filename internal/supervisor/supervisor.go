@@ -8,10 +8,13 @@
 // whole process group. A [Group] holds the supervisors of one plugins
 // directory and starts and stops them in dependency order.
 //
-// Starting a plugin is split in two steps: launching the process (which
-// yields a connected go-plugin client) and connecting to the plugin behind
-// it (Describe, Start, readiness). Only the first step depends on the
-// process having been started by this runtime.
+// Starting a plugin is split in two steps: obtaining a connected,
+// described process and bringing the plugin up (Start, readiness). The
+// process is either launched or, when the runtime restarted while the
+// plugin kept running, adopted: with Options.StateDir set, every running
+// process is recorded (go-plugin's reattach data, pid, executable, instance
+// id, proxy token) in <StateDir>/plugins/<name>.json, and a later runtime
+// re-attaches to it after verifying it is the recorded process.
 package supervisor
 
 import (
@@ -40,6 +43,9 @@ type Options struct {
 	// KillGrace is how long a process group gets between SIGTERM and
 	// SIGKILL (default 2s).
 	KillGrace time.Duration
+	// StateDir, if not empty, is where re-attach records are kept
+	// (<StateDir>/plugins/<name>.json, mode 0600).
+	StateDir string
 }
 
 func (o Options) withDefaults() Options {
@@ -72,6 +78,8 @@ type Supervisor struct {
 	depState func(name string) (State, bool)
 	// wake tells Run that the wanted state changed.
 	wake chan struct{}
+	// store keeps the re-attach record; nil without a state directory.
+	store *stateStore
 
 	mu            sync.Mutex
 	snap          Snapshot
@@ -80,6 +88,10 @@ type Supervisor struct {
 	stopCtx       context.Context
 	cancelAttempt context.CancelFunc
 	restartTimes  []time.Time // restarts within the policy window
+	proxyToken    string      // of the running process
+	// detach, once set, makes Run leave a running process running when
+	// its context ends.
+	detach bool
 }
 
 // New returns the supervisor of a discovered plugin. depState looks up the
@@ -92,6 +104,7 @@ func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string)
 		log:      log.With("plugin", e.Name),
 		depState: depState,
 		wake:     make(chan struct{}, 1),
+		store:    newStateStore(opts.StateDir),
 		changed:  make(chan struct{}),
 		snap: Snapshot{
 			Name:         e.Name,
@@ -99,6 +112,7 @@ func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string)
 			Description:  e.Manifest.Description,
 			Dependencies: slices.Clone(e.Manifest.Dependencies),
 			ManifestPath: e.Manifest.Path,
+			Mount:        e.Manifest.Mount,
 			State:        StateStopped,
 			Reason:       e.Reason,
 		},
@@ -119,6 +133,35 @@ func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string)
 
 // Name returns the plugin's name.
 func (s *Supervisor) Name() string { return s.name }
+
+// Upstream returns where the plugin serves HTTP (an address to dial) and
+// the secret its proxied requests must carry. ok is false unless the
+// plugin is running and serves HTTP.
+func (s *Supervisor) Upstream() (addr, token string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snap.State != StateRunning || s.snap.HTTPAddress == "" {
+		return "", "", false
+	}
+	return dialable(s.snap.HTTPAddress), s.proxyToken, true
+}
+
+// Detach makes Run, once its context ends, leave the plugin process
+// running (and its re-attach record in place) if it is running, so that
+// the next runtime re-attaches to it. A process still starting is killed
+// as usual.
+func (s *Supervisor) Detach() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detach = true
+}
+
+// detaching reports whether Detach was called.
+func (s *Supervisor) detaching() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.detach
+}
 
 // Start starts a stopped or failed plugin and waits until it is running or
 // has failed (including restarts made by its policy), or ctx ends. It

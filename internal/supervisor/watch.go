@@ -36,6 +36,10 @@ func (s *Supervisor) watch(ctx context.Context, inst *instance) ending {
 	for {
 		select {
 		case <-ctx.Done():
+			if s.detaching() {
+				s.log.Info("leaving the plugin running for the next runtime", "pid", inst.pid)
+				return ending{detached: true}
+			}
 			inst.kill()
 			return ending{exit: s.reap(inst), err: errors.New("runtime shutting down"), stopped: true}
 		case <-s.wake:
@@ -100,9 +104,12 @@ func (s *Supervisor) probe(ctx context.Context, p pluginproto.Plugin, out chan<-
 // terminate stops a running instance: the Stop RPC and go-plugin's
 // graceful shutdown within the manifest's stop_timeout, then SIGTERM to
 // the process group, then SIGKILL after the kill grace. If the stop's
-// context ends first, the group is killed at once.
+// context ends first, the group is killed at once. An adopted process is
+// stopped the same way: go-plugin's shutdown closes the connection, and
+// its exit is seen by polling /proc.
 func (s *Supervisor) terminate(inst *instance) ending {
 	s.setState(StateStopping, "stop requested")
+	s.saveRecord(inst, func(r *record) { r.Stopping = true })
 	stopCtx := s.stopContext()
 	deadline := time.Now().Add(s.man.StopTimeout)
 	rctx, cancel := context.WithDeadline(stopCtx, deadline)
@@ -117,7 +124,7 @@ func (s *Supervisor) terminate(inst *instance) ending {
 	}()
 	if !s.awaitExit(stopCtx, inst, deadline) {
 		s.log.Warn("plugin still running at its stop timeout: SIGTERM to its process group", "stop_timeout", s.man.StopTimeout)
-		if err := signalGroup(inst.pid, syscall.SIGTERM); err != nil {
+		if err := inst.signal(syscall.SIGTERM); err != nil {
 			s.log.Warn("SIGTERM failed", "err", err)
 		}
 		if !s.awaitExit(stopCtx, inst, time.Now().Add(s.opts.KillGrace)) {

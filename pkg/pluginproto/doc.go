@@ -14,8 +14,11 @@
 //	func (p *myPlugin) Health(ctx context.Context) (pluginproto.Health, error) { ... }
 //
 //	func main() {
+//		logs := pluginproto.NewLogWriter(os.Stderr)
+//		log := slog.New(slog.NewTextHandler(logs, nil))
+//		p := &myPlugin{log: log}
 //		if pluginproto.LaunchedByRuntime() {
-//			pluginproto.Serve(&myPlugin{})
+//			pluginproto.Serve(p, pluginproto.WithLogWriter(logs))
 //			return
 //		}
 //		// Optional: run standalone.
@@ -24,8 +27,11 @@
 // Rules a plugin must follow:
 //
 //   - Write nothing to stdout before Serve: go-plugin reads the handshake line
-//     from it. Log to stderr; the runtime captures stderr and logs each line
-//     under the plugin's name.
+//     from it. Log through a [LogWriter] handed to Serve with
+//     [WithLogWriter]: the runtime logs each line under the plugin's name,
+//     logging never blocks the plugin, and the logs still reach a runtime
+//     that re-attached to the plugin after its own restart (the raw stderr
+//     pipe dies with the runtime that launched the process).
 //   - Start returns once the plugin's HTTP listener (if any) is bound, with the
 //     address it listens on. Health reports ready only when it can serve.
 //   - Stop drains in-flight work and returns before the context deadline.
@@ -35,7 +41,17 @@
 //     and its stderr pipe breaking.
 //
 // Describe must return a fresh InstanceID for each process start; the runtime
-// uses it to verify a process it re-attaches to after its own restart.
+// uses it to verify a process it re-attaches to after its own restart. A
+// re-attaching runtime calls Start again with the configuration it gave
+// the process originally: Start on a plugin that is already serving must
+// return its current address.
+//
+// # One-port mode
+//
+// A plugin whose manifest has a "mount" is also served through the
+// runtime's own port under that path, by a reverse proxy. Start's
+// configuration then carries [ConfigMount] and [ConfigProxyToken]; see
+// [HeaderForwardedFor] for how to tell the proxy's callers apart.
 //
 // # Manifest
 //
@@ -45,5 +61,7 @@
 // # Host side
 //
 // [NewClientConfig] builds the go-plugin client configuration the runtime
-// uses; [Dispense] returns a [Plugin] backed by the gRPC connection.
+// uses to launch a plugin, [NewReattachConfig] the one to connect to a
+// plugin process an earlier runtime launched; [Dispense] returns a [Plugin]
+// backed by the gRPC connection.
 package pluginproto

@@ -9,13 +9,13 @@ import (
 	"github.com/hashicorp/go-plugin"
 )
 
-// pluginSet is the set the host dispenses from.
-var pluginSet = plugin.PluginSet{PluginKey: &GRPCPlugin{}}
-
 // NewClientConfig returns the go-plugin configuration for launching cmd as a
 // plugin over gRPC. Lines the plugin writes to its stderr go to logger.
-// stderr, if non-nil, receives the plugin's redirected os.Stderr stream
-// (which, unlike the raw pipe, survives a re-attach).
+// stderr, if non-nil, receives the lines of the plugin's redirected
+// os.Stderr and os.Stdout streams (go-plugin's stdio stream, which, unlike
+// the raw pipe, survives a re-attach): everything a plugin writes through
+// its [LogWriter] while [Serve] runs. Each Write is one or more complete
+// lines.
 func NewClientConfig(cmd *exec.Cmd, logger hclog.Logger, stderr io.Writer) *plugin.ClientConfig {
 	cfg := baseConfig(logger, stderr)
 	cfg.Cmd = cmd
@@ -23,7 +23,9 @@ func NewClientConfig(cmd *exec.Cmd, logger hclog.Logger, stderr io.Writer) *plug
 }
 
 // NewReattachConfig returns the go-plugin configuration for connecting to
-// an already running plugin process described by rc.
+// an already running plugin process described by rc. stderr is as for
+// [NewClientConfig]; a re-attached host gets the plugin's logs only from
+// that stream. rc must not ask for AutoMTLS or a SecureConfig.
 func NewReattachConfig(rc *plugin.ReattachConfig, logger hclog.Logger, stderr io.Writer) *plugin.ClientConfig {
 	cfg := baseConfig(logger, stderr)
 	cfg.Reattach = rc
@@ -31,15 +33,17 @@ func NewReattachConfig(rc *plugin.ReattachConfig, logger hclog.Logger, stderr io
 }
 
 func baseConfig(logger hclog.Logger, stderr io.Writer) *plugin.ClientConfig {
+	gp := &GRPCPlugin{}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
-		Plugins:          pluginSet,
+		Plugins:          plugin.PluginSet{PluginKey: gp},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
 	}
 	if stderr != nil {
-		cfg.SyncStderr = stderr
-		cfg.SyncStdout = stderr
+		gp.stderr = newStdioSink(stderr)
+		cfg.SyncStderr = gp.stderr
+		cfg.SyncStdout = newStdioSink(stderr)
 	}
 	return cfg
 }
