@@ -21,7 +21,7 @@ const tokenUsage = `usage:
   client-manager token revoke ID
 
 Works on the store in CLIENT_MANAGER_DATA_DIR, also while the service runs.
-The new token is printed once, on stdout; only its hash is stored.`
+The new token is printed once, on stdout; only its hash is stored`
 
 // runToken manages operator tokens from the server host's shell, e.g. to
 // create the first admin token when the API is to be used remotely.
