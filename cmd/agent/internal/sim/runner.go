@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,17 +20,28 @@ import (
 //	sleep SECS    waits (honouring cancel and timeout), exit 0
 //	anything else prints "simulated NAME", exit 0
 //
-// It is safe for concurrent use.
+// It counts executions per command id, so a load or chaos test can prove
+// that no command ran twice (ids are unique across agents). It is safe for
+// concurrent use.
 type Runner struct {
-	handled atomic.Int64
+	handled    atomic.Int64
+	duplicates atomic.Int64
+	seen       sync.Map // command id -> struct{}
 }
 
 // Handled returns how many commands Run has executed.
 func (r *Runner) Handled() int64 { return r.handled.Load() }
 
+// Duplicates returns how many executions repeated a command id that had
+// already run.
+func (r *Runner) Duplicates() int64 { return r.duplicates.Load() }
+
 // Run implements agent.Runner.
 func (r *Runner) Run(ctx context.Context, cmd agent.Command, stdout, _ io.Writer) (int, error) {
 	r.handled.Add(1)
+	if _, again := r.seen.LoadOrStore(cmd.ID, struct{}{}); again {
+		r.duplicates.Add(1)
+	}
 	switch cmd.Name {
 	case "echo":
 		io.WriteString(stdout, strings.Join(cmd.Args, " ")+"\n")

@@ -56,6 +56,8 @@ type Summary struct {
 	Reconnects     int64 `json:"reconnects"`
 	Disconnects    int64 `json:"disconnects"`
 	Commands       int64 `json:"commands"`
+	// DuplicateExecutions counts commands that ran more than once.
+	DuplicateExecutions int64 `json:"duplicate_executions"`
 	// Stopped counts agents whose Run returned an error (revoked or
 	// unauthorized credential).
 	Stopped int64 `json:"stopped"`

@@ -18,19 +18,23 @@ import (
 func TestRunner(t *testing.T) {
 	r := &Runner{}
 	var out bytes.Buffer
-	if code, err := r.Run(context.Background(), agent.Command{Name: "echo", Args: []string{"a", "b"}}, &out, nil); code != 0 || err != nil || out.String() != "a b\n" {
+	if code, err := r.Run(context.Background(), agent.Command{ID: "c1", Name: "echo", Args: []string{"a", "b"}}, &out, nil); code != 0 || err != nil || out.String() != "a b\n" {
 		t.Errorf("echo: %d %v %q", code, err, out.String())
 	}
-	if code, _ := r.Run(context.Background(), agent.Command{Name: "false"}, &out, nil); code != 1 {
+	if code, _ := r.Run(context.Background(), agent.Command{ID: "c2", Name: "false"}, &out, nil); code != 1 {
 		t.Errorf("false: %d", code)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if code, err := r.Run(ctx, agent.Command{Name: "sleep", Args: []string{"30"}}, &out, nil); code != -1 || !errors.Is(err, context.DeadlineExceeded) {
+	if code, err := r.Run(ctx, agent.Command{ID: "c3", Name: "sleep", Args: []string{"30"}}, &out, nil); code != -1 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("sleep past its timeout: %d %v", code, err)
 	}
-	if r.Handled() != 3 {
-		t.Errorf("handled %d", r.Handled())
+	if r.Handled() != 3 || r.Duplicates() != 0 {
+		t.Errorf("handled %d, duplicates %d", r.Handled(), r.Duplicates())
+	}
+	_, _ = r.Run(context.Background(), agent.Command{ID: "c1", Name: "true"}, &out, nil)
+	if r.Duplicates() != 1 {
+		t.Errorf("a repeated id was not counted: duplicates %d", r.Duplicates())
 	}
 }
 

@@ -71,6 +71,7 @@ func (s *stats) summary(sum Summary) Summary {
 	sum.Reconnects = s.reconnects.Load()
 	sum.Disconnects = s.disconnects.Load()
 	sum.Commands = s.runner.Handled()
+	sum.DuplicateExecutions = s.runner.Duplicates()
 	sum.Stopped = s.stopped.Load()
 	if at := s.allConnectedAt.Load(); at != 0 {
 		sum.AllConnectedS = time.Unix(0, at).Sub(s.start).Seconds()
