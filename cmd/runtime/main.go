@@ -1,7 +1,12 @@
 // Command runtime is the plugin host. It discovers plugin manifests, runs
 // each plugin as a separate OS process supervised through go-plugin, and
-// serves the admin API (default 127.0.0.1:8000). SIGTERM or SIGINT stops
-// the plugins in reverse dependency order, then the runtime exits 0.
+// serves the admin API (default 127.0.0.1:8000) and, on the same port, the
+// HTTP API of every plugin with a "mount" in its manifest.
+//
+// SIGTERM or SIGINT stops the plugins in reverse dependency order, then the
+// runtime exits 0. SIGUSR2 detaches: the runtime exits 0 and leaves its
+// running plugins running; the next runtime started with the same
+// RUNTIME_STATE_DIR re-attaches to them (as it does after a SIGKILL).
 package main
 
 import (
@@ -23,6 +28,7 @@ import (
 	"github.com/home-console/client-manager/internal/adminapi"
 	"github.com/home-console/client-manager/internal/logging"
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/proxy"
 	"github.com/home-console/client-manager/internal/supervisor"
 )
 
@@ -62,6 +68,9 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	detach := make(chan os.Signal, 1)
+	signal.Notify(detach, syscall.SIGUSR2)
+	defer signal.Stop(detach)
 
 	log.Info("runtime starting", "version", version, "plugins_dir", cfg.PluginsDir, "state_dir", cfg.StateDir)
 	set, err := manifest.Discover(cfg.PluginsDir)
@@ -69,17 +78,13 @@ func run() error {
 		return err
 	}
 	report(log, set)
-	group := supervisor.NewGroup(set, supervisor.Options{}, log)
+	group := supervisor.NewGroup(set, supervisor.Options{StateDir: cfg.StateDir}, log)
 
 	ln, err := listen(cfg)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           adminapi.New(group, adminapi.Config{Token: cfg.AdminToken, Version: version, StartedAt: time.Now()}, log),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newServer(group, set, cfg, log)
 	addr := ln.Addr().String()
 	if err := writeAddrFile(cfg.StateDir, addr); err != nil {
 		_ = ln.Close()
@@ -90,7 +95,7 @@ func run() error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	err = supervise(ctx, group, serveErr, cfg.ShutdownTimeout, log)
+	err = supervise(ctx, detach, group, serveErr, cfg.ShutdownTimeout, log)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
@@ -100,9 +105,42 @@ func run() error {
 	return err
 }
 
+// newServer returns the HTTP server of the runtime's port: the plugins'
+// mounts, and the admin API for every other path.
+func newServer(group *supervisor.Group, set *manifest.Set, cfg config, log *slog.Logger) *http.Server {
+	admin := adminapi.New(group, adminapi.Config{Token: cfg.AdminToken, Version: version, StartedAt: time.Now()}, log)
+	var mounts []proxy.Mount
+	for _, e := range set.Entries {
+		if e.Runnable() && e.Manifest.Mount != "" {
+			mounts = append(mounts, proxy.Mount{Path: e.Manifest.Mount, Plugin: e.Name})
+			log.Info("plugin mounted", "plugin", e.Name, "mount", e.Manifest.Mount)
+		}
+	}
+	resolve := func(name string) (proxy.Upstream, error) {
+		sup, err := group.Get(name)
+		if err != nil {
+			return proxy.Upstream{}, err
+		}
+		addr, token, ok := sup.Upstream()
+		if !ok {
+			return proxy.Upstream{}, fmt.Errorf("plugin %s is %s", name, sup.Snapshot().State)
+		}
+		return proxy.Upstream{Addr: addr, Token: token}, nil
+	}
+	return &http.Server{
+		Handler:           proxy.New(proxy.Config{Mounts: mounts, Resolve: resolve, Next: admin, Log: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
 // supervise starts the plugins and, once ctx ends (a signal) or the admin
-// server fails, stops them in reverse dependency order within timeout.
-func supervise(ctx context.Context, group *supervisor.Group, serveErr <-chan error, timeout time.Duration, log *slog.Logger) error {
+// server fails, stops them in reverse dependency order within timeout. A
+// signal on detach leaves the running plugins running instead.
+func supervise(ctx context.Context, detach <-chan os.Signal, group *supervisor.Group, serveErr <-chan error,
+	timeout time.Duration, log *slog.Logger) error {
 	runCtx, stopLoops := context.WithCancel(context.Background())
 	group.Run(runCtx)
 	startCtx, cancelStart := context.WithCancel(ctx)
@@ -113,18 +151,26 @@ func supervise(ctx context.Context, group *supervisor.Group, serveErr <-chan err
 	}()
 
 	var err error
+	detached := false
 	select {
 	case <-ctx.Done():
 		log.Info("signal received, stopping plugins", "timeout", timeout)
+	case <-detach:
+		detached = true
+		log.Info("SIGUSR2 received: detaching, running plugins keep running for the next runtime")
 	case err = <-serveErr:
 		err = fmt.Errorf("admin API: %w", err)
 		log.Error("admin API failed, stopping plugins", "err", err)
 	}
 	cancelStart()
 	<-started
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	group.StopAll(sctx)
+	if detached {
+		group.Detach()
+	} else {
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		group.StopAll(sctx)
+	}
 	stopLoops()
 	group.Wait()
 	return err

@@ -117,7 +117,7 @@ func TestListAndGet(t *testing.T) {
 		p := it.(map[string]any)
 		states[p["name"].(string)] = p["state"].(string)
 		for _, field := range []string{"version", "description", "pid", "http_address", "started_at", "uptime_seconds",
-			"restarts", "last_exit", "last_error", "health", "dependencies", "instance_id", "manifest", "reason"} {
+			"restarts", "last_exit", "last_error", "health", "dependencies", "instance_id", "manifest", "reason", "mount"} {
 			if _, ok := p[field]; !ok {
 				t.Errorf("plugin %s has no field %q", p["name"], field)
 			}
@@ -201,5 +201,17 @@ func TestToken(t *testing.T) {
 	}
 	if status, body := call(t, srv, "GET", "/api/admin/v1/health", ""); status != http.StatusOK || body["status"] != "ok" {
 		t.Errorf("health without token: %d %v", status, body)
+	}
+}
+
+func TestToJSONExitAndMount(t *testing.T) {
+	now := time.Now()
+	p := toJSON(supervisor.Snapshot{Mount: "/m", LastExit: &supervisor.Exit{Code: -1, Unknown: true, Time: now}}, now)
+	if p.Mount == nil || *p.Mount != "/m" || p.LastExit == nil || p.LastExit.Code != nil || p.LastExit.Signal != nil {
+		t.Errorf("adopted process exit or mount: %+v %+v", p.Mount, p.LastExit)
+	}
+	p = toJSON(supervisor.Snapshot{LastExit: &supervisor.Exit{Code: 3, Time: now}}, now)
+	if p.Mount != nil || p.LastExit.Code == nil || *p.LastExit.Code != 3 {
+		t.Errorf("exit code 3 without mount: %+v %+v", p.Mount, p.LastExit)
 	}
 }

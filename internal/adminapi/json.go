@@ -25,12 +25,17 @@ type pluginJSON struct {
 	Dependencies  []string   `json:"dependencies"`
 	InstanceID    string     `json:"instance_id"`
 	Manifest      string     `json:"manifest"`
+	// Mount is where the runtime's port serves the plugin, null if
+	// nowhere.
+	Mount *string `json:"mount"`
 }
 
 // exitJSON is how a plugin process last ended.
 type exitJSON struct {
-	// Code is the exit code, -1 when a signal killed the process.
-	Code int `json:"code"`
+	// Code is the exit code, -1 when a signal killed the process, null
+	// when the status is unknown (the process was adopted from an earlier
+	// runtime, so it was not the runtime's child).
+	Code *int `json:"code"`
 	// Signal names the signal that killed the process ("SIGKILL"), or is
 	// null.
 	Signal       *string `json:"signal"`
@@ -71,8 +76,14 @@ func toJSON(s supervisor.Snapshot, now time.Time) pluginJSON {
 		p.StartedAt = &t
 		p.UptimeSeconds = int64(now.Sub(s.StartedAt).Seconds())
 	}
+	if s.Mount != "" {
+		p.Mount = &s.Mount
+	}
 	if e := s.LastExit; e != nil {
-		p.LastExit = &exitJSON{Code: e.Code, SignalNumber: e.SignalNumber, Time: e.Time.UTC().Format(time.RFC3339)}
+		p.LastExit = &exitJSON{SignalNumber: e.SignalNumber, Time: e.Time.UTC().Format(time.RFC3339)}
+		if !e.Unknown {
+			p.LastExit.Code = &e.Code
+		}
 		if e.Signal != "" {
 			p.LastExit.Signal = &e.Signal
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Status is what discovery concluded about a plugin.
@@ -99,6 +100,7 @@ func Discover(dir string) (*Set, error) {
 		set.Entries = append(set.Entries, e)
 	}
 	set.assignNames()
+	set.checkMounts()
 	set.checkCycles()
 	set.checkDependencies()
 	set.order = set.topoOrder()
@@ -135,6 +137,30 @@ func (s *Set) assignNames() {
 		}
 		owner[name] = e.Dir
 		e.Name = name
+	}
+}
+
+// checkMounts marks invalid every plugin whose mount equals or nests
+// with the mount of a plugin in an earlier directory.
+func (s *Set) checkMounts() {
+	var claimed []*Entry
+	for i := range s.Entries {
+		e := &s.Entries[i]
+		m := e.Manifest.Mount
+		if !e.Runnable() || m == "" {
+			continue
+		}
+		for _, o := range claimed {
+			other := o.Manifest.Mount
+			if m == other || strings.HasPrefix(m, other+"/") || strings.HasPrefix(other, m+"/") {
+				e.Status = StatusInvalid
+				e.Reason = fmt.Sprintf("mount %q: overlaps the mount %q of plugin %s", m, other, o.Name)
+				break
+			}
+		}
+		if e.Status != StatusInvalid {
+			claimed = append(claimed, e)
+		}
 	}
 }
 

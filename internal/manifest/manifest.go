@@ -66,8 +66,9 @@ type Manifest struct {
 	StopTimeout time.Duration
 	// SHA256 is the expected lower-case hex SHA-256 of Command, "" if none.
 	SHA256 string
-	// Mount is reserved for exposing the plugin's HTTP API through the
-	// runtime; "" if none.
+	// Mount is the path under which the runtime's own port serves the
+	// plugin's HTTP API (one-port mode, e.g. "/client-manager"); "" if
+	// none. See [ValidMount].
 	Mount string
 	// Path is the absolute path of the manifest file.
 	Path string
@@ -87,6 +88,9 @@ const (
 
 var (
 	nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	// mountSegmentRE is one path segment of a mount: unreserved
+	// characters only, so the path needs no escaping.
+	mountSegmentRE = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
 	// semverRE is the regular expression published with Semantic
 	// Versioning 2.0.0.
 	semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)` +
@@ -155,12 +159,44 @@ func (m *Manifest) apply(raw *rawManifest) error {
 			return errors.New("sha256: want 64 hex digits")
 		}
 	}
-	if raw.Mount != nil && !strings.HasPrefix(*raw.Mount, "/") {
-		return fmt.Errorf("mount %q: must start with \"/\"", *raw.Mount)
+	if raw.Mount != nil {
+		if err := ValidMount(*raw.Mount); err != nil {
+			return err
+		}
 	}
 	for k := range raw.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return fmt.Errorf("env: invalid variable name %q", k)
+		}
+	}
+	return nil
+}
+
+// ValidMount checks a mount path: "/" followed by one or more segments
+// of letters, digits, ".", "_", "~" and "-" separated by single "/", no
+// "." or ".." segment, no trailing "/". The root is not a mount (every
+// other path would be the plugin's), and neither is /api or a path below
+// it (the runtime's admin API lives there).
+func ValidMount(m string) error {
+	fail := func(why string) error { return fmt.Errorf("mount %q: %s", m, why) }
+	switch {
+	case !strings.HasPrefix(m, "/"):
+		return fail(`must start with "/"`)
+	case m == "/":
+		return fail("the root cannot be a mount; use a path such as /client-manager")
+	case strings.HasSuffix(m, "/"):
+		return fail(`must not end with "/"`)
+	case m == "/api" || strings.HasPrefix(m, "/api/"):
+		return fail("/api is reserved for the runtime's own API")
+	}
+	for _, seg := range strings.Split(m[1:], "/") {
+		switch {
+		case seg == "":
+			return fail(`empty path segment ("//")`)
+		case seg == "." || seg == "..":
+			return fail(`"." and ".." segments are not allowed`)
+		case !mountSegmentRE.MatchString(seg):
+			return fail(`segments may only hold letters, digits, ".", "_", "~" and "-"`)
 		}
 	}
 	return nil

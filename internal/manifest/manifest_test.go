@@ -179,6 +179,24 @@ func TestDiscoverDefects(t *testing.T) {
 			map[string]want{"x": invalid("sha256: want 64 hex digits")}},
 		{"bad mount", one(ok("x", nil, `,"mount":"x"`)),
 			map[string]want{"x": invalid(`mount "x": must start with "/"`)}},
+		{"duplicate mount", []plugin{
+			{dir: "a", manifest: ok("a", nil, `,"mount":"/svc"`)},
+			{dir: "b", manifest: ok("b", nil, `,"mount":"/svc"`)},
+			{dir: "c", manifest: ok("c", []string{"b"}, "")},
+		}, map[string]want{
+			"a": {StatusOK, ""},
+			"b": invalid(`mount "/svc": overlaps the mount "/svc" of plugin a`),
+			"c": blocked("depends on invalid plugin b"),
+		}},
+		{"nested mounts", []plugin{
+			{dir: "a", manifest: ok("a", nil, `,"mount":"/svc/inner"`)},
+			{dir: "b", manifest: ok("b", nil, `,"mount":"/svc"`)},
+			{dir: "c", manifest: ok("c", nil, `,"mount":"/svc-other"`)},
+		}, map[string]want{
+			"a": {StatusOK, ""},
+			"b": invalid(`mount "/svc": overlaps the mount "/svc/inner" of plugin a`),
+			"c": {StatusOK, ""},
+		}},
 		{"bad env name", one(ok("x", nil, `,"env":{"A=B":"c"}`)),
 			map[string]want{"x": invalid(`env: invalid variable name "A=B"`)}},
 		{"duplicate dependency", one(ok("x", []string{"good", "good"}, "")),
@@ -242,6 +260,35 @@ func TestDiscoverDefects(t *testing.T) {
 				t.Errorf("good missing from start order %v", set.StartOrder())
 			}
 		})
+	}
+}
+
+func TestValidMount(t *testing.T) {
+	for _, m := range []string{"/client-manager", "/a", "/a/b.c/d_e~f", "/API", "/apis", "/v1/api"} {
+		if err := ValidMount(m); err != nil {
+			t.Errorf("ValidMount(%q) = %v, want nil", m, err)
+		}
+	}
+	for m, why := range map[string]string{
+		"":        `must start with "/"`,
+		"client":  `must start with "/"`,
+		"/":       "the root cannot be a mount",
+		"/a/":     `must not end with "/"`,
+		"/api":    "reserved",
+		"/api/x":  "reserved",
+		"//a":     "empty path segment",
+		"/a//b":   "empty path segment",
+		"/a/../b": `".." segments`,
+		"/..":     `".." segments`,
+		"/./a":    `".." segments`,
+		"/a b":    "segments may only hold",
+		"/a%2fb":  "segments may only hold",
+		"/a?b":    "segments may only hold",
+		"/café":   "segments may only hold",
+	} {
+		if err := ValidMount(m); err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("ValidMount(%q) = %v, want an error containing %q", m, err, why)
+		}
 	}
 }
 

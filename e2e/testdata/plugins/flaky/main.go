@@ -11,12 +11,22 @@
 //	                     reports its pid in Health details["child_pid"]
 //
 // FLAKY_NAME sets the name Describe reports (default "flaky").
+//
+// It logs through a pluginproto.LogWriter and serves, besides GET /health:
+//
+//	GET /echo        what the request looked like: path, the runtime proxy's
+//	                 forwarded-for header and whether its token matched the
+//	                 one Start was given
+//	GET /log?n=N     logs N lines (and one straight to the raw stderr) and
+//	                 answers at once
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -38,15 +48,16 @@ func main() {
 		os.Exit(1)
 	}
 	mode := os.Getenv("FLAKY_MODE")
-	fmt.Fprintln(os.Stderr, "flaky: starting in mode", strconv.Quote(mode))
+	logs := pluginproto.NewLogWriter(os.Stderr)
+	fmt.Fprintln(logs, "flaky: starting in mode", strconv.Quote(mode))
 	if mode == "exit-now" {
 		os.Exit(3)
 	}
 	if mode == "hang-on-stop" {
 		signal.Ignore(syscall.SIGTERM)
 	}
-	p := &flaky{mode: mode, instance: instanceID()}
-	pluginproto.Serve(p)
+	p := &flaky{mode: mode, instance: instanceID(), logs: logs, raw: os.Stderr}
+	pluginproto.Serve(p, pluginproto.WithLogWriter(logs))
 	if mode == "hang-on-stop" {
 		select {}
 	}
@@ -55,6 +66,8 @@ func main() {
 type flaky struct {
 	mode     string
 	instance string
+	logs     *pluginproto.LogWriter
+	raw      *os.File // the stderr the process started with
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -62,6 +75,7 @@ type flaky struct {
 	started bool
 	healthy int // ready answers given
 	child   *exec.Cmd
+	token   string // the proxy token Start was given
 }
 
 func (f *flaky) Describe(context.Context) (pluginproto.Description, error) {
@@ -72,7 +86,7 @@ func (f *flaky) Describe(context.Context) (pluginproto.Description, error) {
 	return pluginproto.Description{Name: name, Version: "0.0.1", InstanceID: f.instance, PID: os.Getpid()}, nil
 }
 
-func (f *flaky) Start(ctx context.Context, _ map[string]string) (string, error) {
+func (f *flaky) Start(ctx context.Context, cfg map[string]string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.started {
@@ -83,10 +97,13 @@ func (f *flaky) Start(ctx context.Context, _ map[string]string) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	f.token = cfg[pluginproto.ConfigProxyToken]
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
+	mux.HandleFunc("GET /echo", f.echo)
+	mux.HandleFunc("GET /log", f.log)
 	f.srv = &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
 	go func() { _ = f.srv.Serve(ln) }()
 	f.addr, f.started = ln.Addr().String(), true
@@ -104,11 +121,33 @@ func (f *flaky) Start(ctx context.Context, _ map[string]string) (string, error) 
 			return "", err
 		}
 	}
-	fmt.Fprintln(os.Stderr, "flaky: serving on", f.addr)
+	fmt.Fprintln(f.logs, "flaky: serving on", f.addr)
 	return f.addr, nil
 }
 
-func (f *flaky) Stop(ctx context.Context, _ string) error {
+func (f *flaky) echo(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	token := f.token
+	f.mu.Unlock()
+	got := r.Header.Get(pluginproto.HeaderProxyToken)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"path":          r.URL.Path,
+		"forwarded_for": r.Header.Get(pluginproto.HeaderForwardedFor),
+		"token_ok":      token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1,
+	})
+}
+
+func (f *flaky) log(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	for i := range n {
+		fmt.Fprintf(f.logs, "flaky: log line %d of %d\n", i+1, n)
+	}
+	_, _ = fmt.Fprintln(f.raw, "flaky: a line to the raw stderr")
+	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}
+
+func (f *flaky) Stop(ctx context.Context, reason string) error {
+	fmt.Fprintln(f.logs, "flaky: stopping:", reason)
 	if f.mode == "hang-on-stop" {
 		<-ctx.Done()
 		return ctx.Err()
