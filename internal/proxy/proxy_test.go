@@ -269,7 +269,9 @@ func TestStreamsResponses(t *testing.T) {
 
 func checkError(t *testing.T, res *http.Response, body []byte, status int, code, msg string) {
 	t.Helper()
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	if err := json.Unmarshal(body, &e); err != nil || res.StatusCode != status || e.Error.Code != code ||
 		!strings.Contains(e.Error.Message, msg) {
 		t.Errorf("got %d %s, want %d %s containing %q", res.StatusCode, body, status, code, msg)
