@@ -5,6 +5,9 @@
 #   scripts/load-agents.sh [COUNT] [CONNECT_RATE]
 # COUNT defaults to 10000 (keep one process under ~19,000 sockets);
 # CONNECT_RATE is the server's CLIENT_MANAGER_CONNECT_RATE (default 500/s).
+# With STORM=1 it then kills the client manager with SIGKILL, starts it
+# again and reports how long until every agent is back and the peak
+# connect rate the server accepted (a reconnect storm).
 set -euo pipefail
 count=${1:-10000}
 rate=${2:-500}
@@ -28,11 +31,15 @@ curl -sf -XPOST "localhost:$port/api/enrollment-tokens" -d "{\"name\":\"load\",\
 "$root/bin/agent" simulate --server "http://127.0.0.1:$port" --enroll-token "@$work/token" --count "$count" \
   --credentials-file "$work/creds.jsonl" --connect-rate 0 --duration 1s >/dev/null 2>&1
 kill "$cm_pid"; wait "$cm_pid" || true
-CLIENT_MANAGER_HOST=127.0.0.1 CLIENT_MANAGER_PORT=$port CLIENT_MANAGER_DATA_DIR="$work/data" \
-CLIENT_MANAGER_CONNECT_RATE=$rate CLIENT_MANAGER_LOG_LEVEL=warn \
-  "$root/bin/client-manager" 2>>"$work/cm.log" &
-cm_pid=$!
-for _ in $(seq 50); do curl -sf "localhost:$port/health/ready" >/dev/null && break; sleep 0.1; done
+start_cm() {
+  CLIENT_MANAGER_HOST=127.0.0.1 CLIENT_MANAGER_PORT=$port CLIENT_MANAGER_DATA_DIR="$work/data" \
+  CLIENT_MANAGER_CONNECT_RATE=$rate CLIENT_MANAGER_LOG_LEVEL=warn \
+    "$root/bin/client-manager" 2>>"$work/cm.log" &
+  cm_pid=$!
+  for _ in $(seq 100); do curl -sf "localhost:$port/health/ready" >/dev/null && break; sleep 0.05; done
+}
+connected() { curl -s "localhost:$port/metrics" | awk '/^cm_agents_connected/ {print $2}'; }
+start_cm
 sleep 1
 base_rss=$(rss)
 
@@ -42,13 +49,29 @@ sim_pid=$!
 peak=0
 for _ in $(seq 120); do
   sleep 0.5
-  n=$(curl -s "localhost:$port/metrics" | awk '/^cm_agents_connected/ {print $2}')
+  n=$(connected)
   r=$(rss); [ "$r" -gt "$peak" ] && peak=$r
   [ "${n:-0}" -ge "$count" ] && break
 done
 sleep 10   # settle: every agent has heartbeated at least once
 steady_rss=$(rss)
-connected=$(curl -s "localhost:$port/metrics" | awk '/^cm_agents_connected/ {print $2}')
+connected=$(connected)
+if [ "${STORM:-0}" = 1 ]; then
+  kill -9 "$cm_pid"; wait "$cm_pid" 2>/dev/null || true
+  t0=$(date +%s.%N)
+  start_cm
+  prev=0; prev_t=$(date +%s.%N); peak_rate=0; back_s=
+  while :; do
+    sleep 0.25
+    now=$(date +%s.%N); n=$(connected); n=${n:-0}
+    r=$(awk -v a="$n" -v b="$prev" -v t1="$now" -v t0="$prev_t" 'BEGIN {printf "%.0f", (a-b)/(t1-t0)}')
+    [ "$r" -gt "$peak_rate" ] && peak_rate=$r
+    prev=$n; prev_t=$now
+    if [ "$n" -ge "$count" ]; then back_s=$(awk -v a="$now" -v b="$t0" 'BEGIN {printf "%.2f", a-b}'); break; fi
+    awk -v a="$now" -v b="$t0" 'BEGIN {exit !(a-b > 120)}' && { back_s="not within 120s (at $n)"; break; }
+  done
+  echo "storm: all_back_s=$back_s peak_connect_rate_per_s=$peak_rate (server cap $rate/s)"
+fi
 wait "$sim_pid" || true
 all_s=$(sed -nE 's/.*"all_connected_s": ([0-9.]+).*/\1/p' "$work/sim.json")
 awk -v c="$connected" -v b="$base_rss" -v s="$steady_rss" -v p="$peak" -v t="$all_s" -v n="$count" 'BEGIN {
