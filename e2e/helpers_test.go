@@ -85,6 +85,7 @@ type runtimeProc struct {
 	cmd   *exec.Cmd
 	admin string // base URL of the admin API
 	state string // RUNTIME_STATE_DIR
+	token string // RUNTIME_ADMIN_TOKEN, sent by do
 	logs  *syncBuffer
 	done  chan struct{} // closed once the process has been waited for
 
@@ -132,6 +133,14 @@ func launchRuntime(t *testing.T, pluginsDir string, extra ...string) *runtimePro
 	cmd.Env = append(cmd.Env, extra...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	r := &runtimeProc{t: t, cmd: cmd, state: state, logs: &syncBuffer{}, done: make(chan struct{}), pids: map[int]bool{}}
+	for _, kv := range extra {
+		if v, ok := strings.CutPrefix(kv, "RUNTIME_STATE_DIR="); ok {
+			r.state = v
+		}
+		if v, ok := strings.CutPrefix(kv, "RUNTIME_ADMIN_TOKEN="); ok {
+			r.token = v
+		}
+	}
 	cmd.Stderr = r.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -209,6 +218,9 @@ func (r *runtimeProc) do(method, path string, out any) int {
 	req, err := http.NewRequest(method, r.admin+path, nil)
 	if err != nil {
 		r.t.Fatal(err)
+	}
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
 	}
 	res, err := httpc.Do(req)
 	if err != nil {
@@ -294,6 +306,44 @@ func freePort(t *testing.T) int {
 // processGone reports whether pid no longer exists.
 func processGone(pid int) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// processDead reports whether pid no longer runs: gone, or a zombie. A
+// plugin whose runtime was killed is re-parented to an init that may
+// never reap it.
+func processDead(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+// kill9 kills the runtime with SIGKILL (its plugins keep running) and
+// waits until it is gone.
+func (r *runtimeProc) kill9() {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		r.t.Fatal(err)
+	}
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("runtime still running 10s after SIGKILL")
+	}
+}
+
+// waitLog waits until the runtime's logs contain substr.
+func (r *runtimeProc) waitLog(substr string, timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(r.logs.String(), substr) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("runtime logs do not contain %q after %s", substr, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.

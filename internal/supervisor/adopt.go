@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -71,7 +69,6 @@ func (s *Supervisor) reattach(ctx context.Context, rec *record) (*instance, erro
 	}
 	if why := s.staleness(rec); why != "" {
 		s.replaceOrphan(ctx, o, why)
-		removeSocketDir(rec)
 		return nil, errors.New(why)
 	}
 	rctx, cancel := context.WithTimeout(ctx, reattachTimeout)
@@ -82,7 +79,6 @@ func (s *Supervisor) reattach(ctx context.Context, rec *record) (*instance, erro
 		if inst != nil {
 			inst.client.Kill() // the process is gone: this only ends go-plugin's goroutines
 		}
-		removeSocketDir(rec)
 		return nil, err
 	}
 	return inst, nil
@@ -208,18 +204,6 @@ func recordAddr(rec *record) (net.Addr, error) {
 		return a, nil
 	}
 	return nil, fmt.Errorf("re-attach: unsupported network %q", rec.Network)
-}
-
-// removeSocketDir removes the directory go-plugin created for the
-// recorded process's socket; the runtime that launched the process would
-// have removed it when stopping it.
-func removeSocketDir(rec *record) {
-	if rec.Network != "unix" {
-		return
-	}
-	if dir := filepath.Dir(rec.Address); strings.HasPrefix(filepath.Base(dir), "plugin-dir") {
-		_ = os.RemoveAll(dir)
-	}
 }
 
 // launchDigest digests the manifest fields a process is launched with.

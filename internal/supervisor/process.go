@@ -216,7 +216,6 @@ func (s *Supervisor) reap(inst *instance) *Exit {
 	inst.client.Kill()
 	inst.kill()
 	if inst.orphan != nil {
-		removeSocketDir(inst.rec)
 		s.removeRecord()
 		// Not our child: its exit status is not ours to know.
 		inst.exit = &Exit{Code: -1, Unknown: true, Time: time.Now().UTC()}
