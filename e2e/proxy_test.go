@@ -22,7 +22,9 @@ func mounted(manifest, mount string) string {
 
 // apiError decodes the error envelope.
 func apiError(body string) (code, message string) {
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	_ = json.Unmarshal([]byte(body), &e)
 	return e.Error.Code, e.Error.Message
 }
