@@ -22,6 +22,8 @@ import (
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/origin"
+	"github.com/home-console/client-manager/internal/ratelimit"
 )
 
 // Presence tells which agents are connected and disconnects them.
@@ -50,7 +52,8 @@ type OperatorTokens interface {
 	Create(ctx context.Context, name string, role access.Role, ttl time.Duration, createdBy string) (string, fleet.OperatorToken, error)
 }
 
-// Server holds the API's dependencies. All fields are required.
+// Server holds the API's dependencies. All fields but Origins are
+// required.
 type Server struct {
 	Store      fleet.Store
 	Presence   Presence
@@ -63,11 +66,16 @@ type Server struct {
 	Log    *slog.Logger
 	// MaxBodyBytes bounds request bodies (413 beyond).
 	MaxBodyBytes int64
+	// Limiter is the per-caller rate limit (429 beyond).
+	Limiter *ratelimit.Limiter
+	// Origins lists the browser origins allowed besides same-origin ones
+	// (403 for others); the zero value allows none.
+	Origins origin.Policy
 }
 
 // Register adds the API's routes to r.
 func (s *Server) Register(r gin.IRouter) {
-	g := r.Group("/api", s.audited, access.Authenticate(s.Tokens))
+	g := r.Group("/api", s.audited, s.authenticate, s.checkOrigin)
 	view := g.Group("", access.Require(access.RoleViewer))
 	op := g.Group("", access.Require(access.RoleOperator))
 	admin := g.Group("", access.Require(access.RoleAdmin))
@@ -142,6 +150,32 @@ func page(c *gin.Context) (limit, offset int, ok bool) {
 		offset = n
 	}
 	return limit, offset, true
+}
+
+// sinceParam reads the optional "since" query parameter (RFC 3339).
+func sinceParam(c *gin.Context) (time.Time, bool) {
+	v := c.Query("since")
+	if v == "" {
+		return time.Time{}, true
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		httpjson.Error(c, http.StatusBadRequest, "invalid_query", "since must be an RFC 3339 time")
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// writeAll answers an unpaginated list (never null) or the store's error.
+func writeAll[T any](s *Server, c *gin.Context, what string, items []T, err error) {
+	if err != nil {
+		s.storeError(c, what, err)
+		return
+	}
+	if items == nil {
+		items = []T{}
+	}
+	c.JSON(http.StatusOK, gin.H{"items": items, "total": len(items)})
 }
 
 // listPage is the shape of every paginated answer.

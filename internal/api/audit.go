@@ -10,16 +10,17 @@ import (
 
 	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/fleet"
-	"github.com/home-console/client-manager/internal/httpjson"
 )
 
 // audited records every state-changing request in the audit log once it
 // is answered: who (token name and role), from where, what (method and
 // route), on which target (the route's id) and the status code. Request
 // bodies and headers are not recorded, so no secret reaches the log.
+// Requests refused by the rate limiter did nothing and are not recorded:
+// a flood must not fill the store.
 func (s *Server) audited(c *gin.Context) {
 	c.Next()
-	if c.Request.Method == http.MethodGet {
+	if c.Request.Method == http.MethodGet || c.Writer.Status() == http.StatusTooManyRequests {
 		return
 	}
 	p, ok := access.From(c)
@@ -69,13 +70,8 @@ func (s *Server) listAudit(c *gin.Context) {
 		Limit:  limit,
 		Offset: offset,
 	}
-	if v := c.Query("since"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			httpjson.Error(c, http.StatusBadRequest, "invalid_query", "since must be an RFC 3339 time")
-			return
-		}
-		f.Since = t
+	if f.Since, ok = sinceParam(c); !ok {
+		return
 	}
 	entries, total, err := s.Store.ListAudit(c.Request.Context(), f)
 	if err != nil {

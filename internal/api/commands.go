@@ -220,13 +220,8 @@ func (s *Server) listCommands(c *gin.Context) {
 			f.Status = append(f.Status, fleet.CommandStatus(st))
 		}
 	}
-	if v := c.Query("since"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			httpjson.Error(c, http.StatusBadRequest, "invalid_query", "since must be an RFC 3339 time")
-			return
-		}
-		f.Since = t
+	if f.Since, ok = sinceParam(c); !ok {
+		return
 	}
 	cmds, total, err := s.Store.ListCommands(c.Request.Context(), f)
 	if err != nil {

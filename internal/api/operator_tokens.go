@@ -7,7 +7,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
-	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
 )
 
@@ -49,14 +48,7 @@ func (s *Server) createOperatorToken(c *gin.Context) {
 // listOperatorTokens answers GET /api/tokens (no secrets).
 func (s *Server) listOperatorTokens(c *gin.Context) {
 	ts, err := s.Store.ListOperatorTokens(c.Request.Context())
-	if err != nil {
-		s.storeError(c, "operator tokens", err)
-		return
-	}
-	if ts == nil {
-		ts = []fleet.OperatorToken{}
-	}
-	c.JSON(http.StatusOK, gin.H{"items": ts, "total": len(ts)})
+	writeAll(s, c, "operator tokens", ts, err)
 }
 
 // revokeOperatorToken answers DELETE /api/tokens/:id; the token stops

@@ -7,7 +7,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
-	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
 )
 
@@ -54,14 +53,7 @@ func (s *Server) createEnrollmentToken(c *gin.Context) {
 // listEnrollmentTokens answers GET /api/enrollment-tokens (no secrets).
 func (s *Server) listEnrollmentTokens(c *gin.Context) {
 	ts, err := s.Store.ListEnrollmentTokens(c.Request.Context())
-	if err != nil {
-		s.storeError(c, "enrollment tokens", err)
-		return
-	}
-	if ts == nil {
-		ts = []fleet.EnrollmentToken{}
-	}
-	c.JSON(http.StatusOK, gin.H{"items": ts, "total": len(ts)})
+	writeAll(s, c, "enrollment tokens", ts, err)
 }
 
 // deleteEnrollmentToken answers DELETE /api/enrollment-tokens/:id.
