@@ -158,10 +158,11 @@ func checkAdoptedCrash(t *testing.T, r *runtimeProc, pid int) {
 	}
 	for {
 		p := r.plugin("flaky")
-		if p.Restarts == 1 {
-			t.Logf("adopted plugin crash noticed after %s", time.Since(killed))
-			if time.Since(killed) > time.Second {
-				t.Errorf("crash of an adopted plugin noticed after %s, want within 1s", time.Since(killed))
+		if p.State != "running" || p.PID != pid {
+			noticed := time.Since(killed)
+			t.Logf("adopted plugin crash noticed after %s", noticed)
+			if noticed > time.Second {
+				t.Errorf("crash of an adopted plugin noticed after %s, want within 1s", noticed)
 			}
 			break
 		}
@@ -170,8 +171,8 @@ func checkAdoptedCrash(t *testing.T, r *runtimeProc, pid int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if p := r.waitState("flaky", "running", 10*time.Second); p.PID == pid {
-		t.Errorf("flaky still reports the killed pid %d", pid)
+	if p := r.waitState("flaky", "running", 10*time.Second); p.PID == pid || p.Restarts != 1 {
+		t.Errorf("flaky after the crash: pid %d (killed %d), restarts %d, want a new pid and 1 restart", p.PID, pid, p.Restarts)
 	}
 	if code, present := lastExitCode(t, r, "flaky"); !present || code != nil {
 		t.Errorf("last_exit.code %v (present %v), want null: the status of an adopted process is unknown", code, present)
