@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
+
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
 
@@ -38,6 +40,7 @@ func (s *Supervisor) watch(ctx context.Context, inst *instance) ending {
 		case <-ctx.Done():
 			if s.detaching() {
 				s.log.Info("leaving the plugin running for the next runtime", "pid", inst.pid)
+				release(inst)
 				return ending{detached: true}
 			}
 			inst.kill()
@@ -65,6 +68,19 @@ func (s *Supervisor) watch(ctx context.Context, inst *instance) ending {
 					"%d consecutive health checks failed (last: %w); killed its process group", failures, r.err)}
 			}
 		}
+	}
+}
+
+// release closes the gRPC connection to a plugin left running, without
+// go-plugin's shutdown: the plugin's log stream to this runtime ends at
+// once, so everything it logs from now on waits for the next runtime.
+func release(inst *instance) {
+	rpc, err := inst.client.Client()
+	if err != nil {
+		return
+	}
+	if c, ok := rpc.(*plugin.GRPCClient); ok {
+		_ = c.Conn.Close()
 	}
 }
 
