@@ -123,7 +123,10 @@ func newServer(group *supervisor.Group, set *manifest.Set, cfg config, log *slog
 		}
 		addr, token, ok := sup.Upstream()
 		if !ok {
-			return proxy.Upstream{}, fmt.Errorf("plugin %s is %s", name, sup.Snapshot().State)
+			if st := sup.Snapshot().State; st != supervisor.StateRunning {
+				return proxy.Upstream{}, fmt.Errorf("plugin %s is %s", name, st)
+			}
+			return proxy.Upstream{}, fmt.Errorf("plugin %s serves no HTTP", name)
 		}
 		return proxy.Upstream{Addr: addr, Token: token}, nil
 	}

@@ -124,10 +124,12 @@ func (s *Supervisor) staleness(rec *record) string {
 	case rec.Launch != s.launchDigest():
 		return "the manifest changed since the process was launched"
 	}
+	// A running executable cannot be rewritten in place (ETXTBSY): a new
+	// build or install is a new file. The modification time is no sign:
+	// go build touches an unchanged binary.
 	fi, err := os.Stat(rec.Binary)
 	running, err2 := os.Stat("/proc/" + strconv.Itoa(rec.PID) + "/exe")
-	if err != nil || err2 != nil || !os.SameFile(fi, running) ||
-		fi.Size() != rec.BinarySize || !fi.ModTime().Equal(rec.BinaryModTime) {
+	if err != nil || err2 != nil || !os.SameFile(fi, running) || fi.Size() != rec.BinarySize {
 		return "the executable changed since the process was launched"
 	}
 	return ""

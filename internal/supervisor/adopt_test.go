@@ -163,6 +163,43 @@ func TestReplaceWhenManifestChanged(t *testing.T) {
 	}
 }
 
+func TestReplaceWhenExecutableChanged(t *testing.T) {
+	t.Parallel()
+	exe := filepath.Join(t.TempDir(), "flaky")
+	install := func() {
+		data, err := os.ReadFile(flakyBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := exe + ".new"
+		if err := os.WriteFile(tmp, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, exe); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install()
+	e := flaky(t, "", func(m *manifest.Manifest) { m.Command = exe })
+	dir := t.TempDir()
+	first := detached(t, e, dir)
+
+	// go build touches an unchanged binary: still the same process.
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(exe, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if again := detached(t, e, dir); again.PID != first.PID {
+		t.Fatalf("pid %d after touching the executable, want the adopted %d", again.PID, first.PID)
+	}
+
+	install() // a new file at the same path, as an upgrade leaves it
+	s := run(t, e, Options{StateDir: dir})
+	if snap := start(t, s, StateRunning); snap.PID == first.PID || !gone(first.PID) {
+		t.Errorf("pid %d (was %d): the process running the old executable must be replaced", snap.PID, first.PID)
+	}
+}
+
 func TestNeverSignalsForeignProcess(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -23,7 +23,8 @@ type record struct {
 
 	// PID and StartTime (clock ticks after boot, /proc/<pid>/stat field
 	// 22) identify the process; Binary is its executable, with the size
-	// and modification time the file had at launch.
+	// and modification time the file had at launch (for operators: the
+	// runtime compares the file itself and its size).
 	PID           int       `json:"pid"`
 	StartTime     uint64    `json:"start_time"`
 	Binary        string    `json:"binary"`
