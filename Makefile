@@ -7,8 +7,12 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BUF         := github.com/bufbuild/buf/cmd/buf@v1.75.0
 BINARIES    := runtime client-manager agent
 TEST_TIMEOUT ?= 9m
+# Fuzz targets as package-dir:FuzzName; their seed corpora are in
+# <package>/testdata/fuzz/<FuzzName>/.
+FUZZ_TARGETS := internal/manifest:FuzzLoad internal/hub:FuzzDecodeFrame internal/api:FuzzDecodeBody
+FUZZTIME     ?= 30s
 
-.PHONY: all build run test lint proto clean
+.PHONY: all build run test fuzz lint proto clean
 
 all: build
 
@@ -22,8 +26,19 @@ build:
 run: build
 	RUNTIME_PLUGINS_DIR=$${RUNTIME_PLUGINS_DIR:-plugins} ./$(BIN)/runtime
 
+# Unit and e2e tests, then every fuzz target for a short fixed time.
 test: build
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# Runs each fuzz target for FUZZTIME, one after another; a crasher is
+# written to the target's testdata/fuzz directory and fails the run.
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name (./$$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/home-console/client-manager/internal/enroll"
 	"github.com/home-console/client-manager/internal/hub"
 	"github.com/home-console/client-manager/internal/logging"
+	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
 
@@ -32,6 +34,13 @@ type config struct {
 	LogFormat    string        `envconfig:"LOG_FORMAT" default:"text"`
 	DrainTimeout time.Duration `envconfig:"DRAIN_TIMEOUT" default:"10s"`
 	MaxBodyBytes int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+	APIRate      float64       `envconfig:"API_RATE" default:"50"`
+	APIBurst     int           `envconfig:"API_BURST" default:"100"`
+
+	// AllowedOrigins are browser origin patterns; none by default.
+	AllowedOrigins []string `envconfig:"ALLOWED_ORIGINS"`
+	TLSCert        string   `envconfig:"TLS_CERT"`
+	TLSKey         string   `envconfig:"TLS_KEY"`
 
 	// OperatorCommands defaults to access.DefaultOperatorCommands.
 	OperatorCommands []string `envconfig:"OPERATOR_COMMANDS"`
@@ -42,6 +51,7 @@ type config struct {
 	MessageRate       float64       `envconfig:"MESSAGE_RATE" default:"100"`
 	ConnectRate       float64       `envconfig:"CONNECT_RATE" default:"500"`
 	ConnectBurst      int           `envconfig:"CONNECT_BURST" default:"1000"`
+	HelloTimeout      time.Duration `envconfig:"HELLO_TIMEOUT" default:"10s"`
 	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"15s"`
 	LivenessTimeout   time.Duration `envconfig:"LIVENESS_TIMEOUT" default:"45s"`
 
@@ -54,6 +64,21 @@ type config struct {
 	BootstrapTTL  time.Duration `envconfig:"BOOTSTRAP_TTL" default:"24h"`
 }
 
+// validate checks what envconfig cannot.
+func (c config) validate() error {
+	switch {
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("CLIENT_MANAGER_TLS_CERT and CLIENT_MANAGER_TLS_KEY go together: " +
+			"set both (PEM certificate and key files) to serve HTTPS and wss://, or neither for plain HTTP")
+	case c.APIRate <= 0 || c.APIBurst < 1:
+		return errors.New("CLIENT_MANAGER_API_RATE must be positive and CLIENT_MANAGER_API_BURST at least 1")
+	}
+	if _, err := origin.New(c.AllowedOrigins); err != nil {
+		return fmt.Errorf("CLIENT_MANAGER_ALLOWED_ORIGINS: %w", err)
+	}
+	return nil
+}
+
 // service returns the service configuration.
 func (c config) service() cmservice.Config {
 	return cmservice.Config{
@@ -61,7 +86,12 @@ func (c config) service() cmservice.Config {
 		Port:         c.Port,
 		DataDir:      c.DataDir,
 		MaxBodyBytes: c.MaxBodyBytes,
+		APIRate:      c.APIRate,
+		APIBurst:     c.APIBurst,
 
+		AllowedOrigins:   c.AllowedOrigins,
+		TLSCert:          c.TLSCert,
+		TLSKey:           c.TLSKey,
 		OperatorCommands: c.OperatorCommands,
 		Hub: hub.Config{
 			MaxConnections:    c.MaxConnections,
@@ -70,6 +100,7 @@ func (c config) service() cmservice.Config {
 			MessageRate:       c.MessageRate,
 			ConnectRate:       c.ConnectRate,
 			ConnectBurst:      c.ConnectBurst,
+			HelloTimeout:      c.HelloTimeout,
 			HeartbeatInterval: c.HeartbeatInterval,
 			LivenessTimeout:   c.LivenessTimeout,
 		},
@@ -105,6 +136,9 @@ func run() error {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "token" {
 		return runToken(context.Background(), cfg.DataDir, os.Args[2:], os.Stdout)
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
 	}
 	svc := cmservice.New(cfg.service(), log)
 

@@ -77,45 +77,77 @@ type Tokens interface {
 
 const principalKey = "access.principal"
 
-// Authenticate returns middleware that sets the caller's Principal or
-// answers 401. With no token configured, callers whose peer address is
-// loopback are admins and everyone else gets 401 saying how to configure a
-// token. Requests carrying a token are always checked against it.
+// Failure is why a request could not be authenticated: the HTTP status
+// and the error code and message to answer with.
+type Failure struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+// Error implements error.
+func (f *Failure) Error() string { return f.Message }
+
+// Identify authenticates r. A request carrying a token is always checked
+// against it. Without one, and while no token is configured, a caller is
+// served as an admin named "loopback" if both its peer address and the
+// Host it addressed are loopback (the latter defeats DNS rebinding: a web
+// page cannot make a browser send "Host: localhost" to the client
+// manager); everyone else gets 401 saying how to configure a token. The
+// error is a *Failure.
+func Identify(r *http.Request, tokens Tokens) (Principal, error) {
+	source := PeerIP(r)
+	if r.Header.Get("Authorization") != "" {
+		token, ok := bearer(r)
+		if !ok {
+			return Principal{}, &Failure{http.StatusUnauthorized, "unauthorized", "Authorization must be: Bearer <token>"}
+		}
+		p, err := tokens.Authenticate(r.Context(), token)
+		if err != nil {
+			return Principal{}, &Failure{http.StatusUnauthorized, "unauthorized", "bearer token is invalid, expired or revoked"}
+		}
+		p.Source = source
+		return p, nil
+	}
+	configured, err := tokens.Configured(r.Context())
+	if err != nil {
+		return Principal{}, &Failure{http.StatusServiceUnavailable, "unavailable", "cannot check operator tokens"}
+	}
+	if !configured && isLoopback(source) && LoopbackHost(r.Host) {
+		return Principal{Name: "loopback", Role: RoleAdmin, Source: source}, nil
+	}
+	msg := "missing bearer token: send Authorization: Bearer <token>"
+	if !configured {
+		msg = "no operator token is configured, so only loopback callers addressing localhost are served; " +
+			"create one on the server host (POST /api/tokens from localhost) and send Authorization: Bearer <token>"
+	}
+	return Principal{}, &Failure{http.StatusUnauthorized, "unauthorized", msg}
+}
+
+// Authenticate returns middleware that sets the caller's Principal (see
+// Identify) or answers with the failure.
 func Authenticate(tokens Tokens) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		source := PeerIP(c.Request)
-		if c.Request.Header.Get("Authorization") != "" {
-			token, ok := bearer(c.Request)
-			if !ok {
-				httpjson.Error(c, http.StatusUnauthorized, "unauthorized", "Authorization must be: Bearer <token>")
-				return
-			}
-			p, err := tokens.Authenticate(c.Request.Context(), token)
-			if err != nil {
-				httpjson.Error(c, http.StatusUnauthorized, "unauthorized", "bearer token is invalid, expired or revoked")
-				return
-			}
-			p.Source = source
-			c.Set(principalKey, p)
-			return
-		}
-		configured, err := tokens.Configured(c.Request.Context())
+		p, err := Identify(c.Request, tokens)
 		if err != nil {
-			httpjson.Error(c, http.StatusServiceUnavailable, "unavailable", "cannot check operator tokens")
+			Fail(c, err)
 			return
 		}
-		if !configured && isLoopback(source) {
-			c.Set(principalKey, Principal{Name: "loopback", Role: RoleAdmin, Source: source})
-			return
-		}
-		msg := "missing bearer token: send Authorization: Bearer <token>"
-		if !configured {
-			msg = "no operator token is configured, so only loopback callers are served; " +
-				"create one on the server host (POST /api/tokens from localhost) and send Authorization: Bearer <token>"
-		}
-		httpjson.Error(c, http.StatusUnauthorized, "unauthorized", msg)
+		Set(c, p)
 	}
 }
+
+// Fail aborts the request with the error of Identify.
+func Fail(c *gin.Context, err error) {
+	var f *Failure
+	if !errors.As(err, &f) {
+		f = &Failure{http.StatusInternalServerError, "internal", "internal error"}
+	}
+	httpjson.Error(c, f.Status, f.Code, f.Message)
+}
+
+// Set records p as the request's principal.
+func Set(c *gin.Context, p Principal) { c.Set(principalKey, p) }
 
 // Require returns middleware that answers 403 unless the caller has at
 // least role min. It must run after Authenticate.
@@ -152,6 +184,17 @@ func PeerIP(r *http.Request) string {
 func isLoopback(ip string) bool {
 	parsed := net.ParseIP(ip)
 	return parsed != nil && parsed.IsLoopback()
+}
+
+// LoopbackHost reports whether a Host header (with or without a port)
+// names this machine's loopback interface: "localhost", a name under
+// ".localhost", or a loopback IP address.
+func LoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	return host == "localhost" || strings.HasSuffix(host, ".localhost") || isLoopback(host)
 }
 
 func bearer(r *http.Request) (string, bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -38,6 +39,7 @@ func TestAuthenticateAndRequire(t *testing.T) {
 		{"loopback without tokens is admin", none, "127.0.0.1:5000", "", RoleAdmin, 200},
 		{"ipv6 loopback without tokens", none, "[::1]:5000", "", RoleAdmin, 200},
 		{"remote without tokens", none, "192.0.2.10:5000", "", RoleViewer, 401},
+		{"loopback peer addressing another host (DNS rebinding)", none, "127.0.0.1:5000", "", RoleViewer, 401},
 		{"loopback once tokens exist", some, "127.0.0.1:5000", "", RoleViewer, 401},
 		{"viewer reads", some, "192.0.2.10:5000", "Bearer v", RoleViewer, 200},
 		{"viewer cannot operate", some, "192.0.2.10:5000", "Bearer v", RoleOperator, 403},
@@ -57,6 +59,10 @@ func TestAuthenticateAndRequire(t *testing.T) {
 			})
 			req := httptest.NewRequest(http.MethodGet, "/x", nil)
 			req.RemoteAddr = tt.remote
+			req.Host = "localhost:10000"
+			if strings.Contains(tt.name, "rebinding") {
+				req.Host = "attacker.example:10000"
+			}
 			req.Header.Set("X-Forwarded-For", "127.0.0.1")
 			if tt.auth != "" {
 				req.Header.Set("Authorization", tt.auth)
@@ -67,6 +73,19 @@ func TestAuthenticateAndRequire(t *testing.T) {
 				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.want, rec.Body)
 			}
 		})
+	}
+}
+
+func TestLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "localhost:10000": true, "LOCALHOST.:80": true, "app.localhost:1": true,
+		"127.0.0.1:10000": true, "127.9.9.9": true, "[::1]:10000": true, "::1": true,
+		"": false, "example.com": false, "localhost.example.com:10000": false, "10.0.0.1:10000": false,
+		"[::2]:10000": false, "evil-localhost:1": false,
+	} {
+		if got := LoopbackHost(host); got != want {
+			t.Errorf("LoopbackHost(%q) = %v, want %v", host, got, want)
+		}
 	}
 }
 

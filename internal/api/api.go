@@ -103,17 +103,11 @@ func (s *Server) Register(r gin.IRouter) {
 	view.GET("/events", s.streamEvents)
 }
 
-// decodeJSON strictly decodes the request body into v: unknown fields,
-// trailing data and bodies over MaxBodyBytes are errors. It writes the
-// error response and returns false on failure.
+// decodeJSON strictly decodes the request body into v (see decodeStrict),
+// bounded by MaxBodyBytes. It writes the error response and returns false
+// on failure.
 func (s *Server) decodeJSON(c *gin.Context, v any) bool {
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
-		err = errors.New("unexpected data after the JSON object")
-	}
+	err := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, s.MaxBodyBytes), v)
 	if err == nil {
 		return true
 	}
@@ -128,6 +122,26 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 		httpjson.Error(c, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
 	}
 	return false
+}
+
+// decodeStrict decodes exactly one JSON value from r into v: unknown
+// fields, wrong types and trailing data are errors; an empty body is
+// io.EOF, and read errors (such as *http.MaxBytesError) are returned as
+// they are.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
 }
 
 // page reads limit and offset query parameters (limit 1..1000, default 100).

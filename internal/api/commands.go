@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -24,10 +25,16 @@ const maxWait = 5 * time.Minute
 // duration accepts a Go duration string ("10s") or a number of seconds.
 type duration time.Duration
 
+// maxDurationSeconds is the largest number of seconds a time.Duration holds.
+const maxDurationSeconds = float64(math.MaxInt64 / int64(time.Second))
+
 // UnmarshalJSON implements json.Unmarshaler.
 func (d *duration) UnmarshalJSON(b []byte) error {
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err == nil {
+		if math.Abs(secs) > maxDurationSeconds {
+			return fmt.Errorf("duration %g seconds is out of range", secs)
+		}
 		*d = duration(secs * float64(time.Second))
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/hub"
 	"github.com/home-console/client-manager/internal/metrics"
+	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/sqlite"
 )
 
@@ -32,6 +33,7 @@ type app struct {
 	dispatch *dispatch.Service
 	tokens   *access.StoreTokens
 	metrics  *metrics.Registry
+	origins  origin.Policy
 
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
@@ -40,6 +42,10 @@ type app struct {
 // openApp opens the store and wires the components; background loops run
 // until close.
 func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+	origins, err := origin.New(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -47,12 +53,13 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &app{store: store, bus: events.New(), metrics: metrics.New()}
+	a := &app{store: store, bus: events.New(), metrics: metrics.New(), origins: origins}
 	a.tokens = &access.StoreTokens{Store: store}
 	a.enroll = enroll.New(store, a.bus, log, cfg.Enroll)
 	hubCfg := cfg.Hub
 	hubCfg.ServerVersion = Version
 	hubCfg.MaxOutputBytes = int64(cfg.Dispatch.MaxOutputBytes)
+	hubCfg.Origins = origins
 	a.hub = hub.New(hubCfg, a.enroll, store, a.bus, log)
 	a.dispatch = dispatch.New(store, a.hub, a.bus, log, cfg.Dispatch)
 	a.hub.SetCommandSink(a.dispatch)

@@ -1,6 +1,7 @@
 package cmservice
 
 import (
+	"cmp"
 	"net/http"
 	"time"
 
@@ -9,7 +10,14 @@ import (
 	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/api"
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/pkg/agentproto"
+)
+
+// Defaults of the operator API's per-caller rate limit.
+const (
+	DefaultAPIRate  = 50
+	DefaultAPIBurst = 100
 )
 
 func (s *Service) routes(a *app) http.Handler {
@@ -31,6 +39,8 @@ func (s *Service) routes(a *app) http.Handler {
 		Policy:       s.commandPolicy(),
 		Log:          s.log,
 		MaxBodyBytes: s.cfg.MaxBodyBytes,
+		Limiter:      ratelimit.New(cmp.Or(s.cfg.APIRate, DefaultAPIRate), cmp.Or(s.cfg.APIBurst, DefaultAPIBurst), 0),
+		Origins:      a.origins,
 	}
 	srv.Register(r)
 	return r

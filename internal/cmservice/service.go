@@ -34,6 +34,19 @@ type Config struct {
 	DataDir string
 	// MaxBodyBytes bounds operator API request bodies (413 beyond).
 	MaxBodyBytes int64
+	// APIRate and APIBurst bound operator API requests per caller: a
+	// token bucket per principal, or per address for requests that fail
+	// authentication (defaults 50/s, burst 100); 429 beyond.
+	APIRate  float64
+	APIBurst int
+	// AllowedOrigins are patterns of browser origins (see
+	// internal/origin) allowed to call the API and open agent WebSockets
+	// besides same-origin pages; none by default.
+	AllowedOrigins []string
+	// TLSCert and TLSKey are PEM files of the server certificate (chain)
+	// and its key. Both set: the port serves HTTPS only (agents use
+	// wss://); neither: plain HTTP. One alone is an error.
+	TLSCert, TLSKey string
 	// OperatorCommands lists the executables the operator role may run
 	// (nil: access.DefaultOperatorCommands).
 	OperatorCommands []string
@@ -129,6 +142,11 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 	}
 	s.state = StateStarting
 
+	tlsConf, err := loadTLS(s.cfg.TLSCert, s.cfg.TLSKey)
+	if err != nil {
+		s.state = StateNew
+		return "", fmt.Errorf("client manager: %w", err)
+	}
 	a, err := openApp(ctx, s.cfg, s.log)
 	if err != nil {
 		s.state = StateNew
@@ -145,18 +163,20 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 	s.app = a
 	s.addr = ln.Addr().String()
 	s.startedAt = time.Now()
-	s.srv = &http.Server{
-		Handler:           forwardedCaller(s.cfg.ProxyToken, s.routes(a)),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	s.srv = newServer(forwardedCaller(s.cfg.ProxyToken, s.routes(a)), tlsConf, s.log)
 	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tlsConf != nil {
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server stopped", "err", err)
 		}
 	}()
 	s.state = StateReady
-	s.log.Info("client manager serving", "addr", s.addr, "instance_id", s.instanceID)
+	s.log.Info("client manager serving", "addr", s.addr, "tls", tlsConf != nil, "instance_id", s.instanceID)
 	return s.addr, nil
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/internal/secret"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
@@ -89,7 +90,7 @@ type Service struct {
 	bus     *events.Bus
 	log     *slog.Logger
 	opts    Options
-	limiter *ipLimiter
+	limiter *ratelimit.Limiter // attempts per remote IP
 	// dummyHash is compared against when the agent is unknown, so an
 	// unknown id costs the same hashing work as a wrong secret.
 	dummyHash []byte
@@ -105,7 +106,7 @@ func New(store fleet.Store, bus *events.Bus, log *slog.Logger, opts Options) *Se
 		bus:       bus,
 		log:       log,
 		opts:      opts,
-		limiter:   newIPLimiter(perSecond, opts.AttemptBurst),
+		limiter:   ratelimit.New(perSecond, opts.AttemptBurst, 0),
 		dummyHash: secret.Hash(secret.New()),
 	}
 }

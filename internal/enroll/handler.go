@@ -4,15 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -36,8 +34,8 @@ func (s *Service) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+agentproto.PathEnroll)
 		return
 	}
-	if wait, ok := s.limiter.allow(remoteIP(r), s.opts.Now()); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+	if wait, ok := s.limiter.Allow(remoteIP(r), s.opts.Now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfter(wait)))
 		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many enrollment attempts from this address; retry later")
 		return
 	}
@@ -99,58 +97,4 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-func retryAfterSeconds(d time.Duration) int {
-	return max(1, int(math.Ceil(d.Seconds())))
-}
-
-// ipLimiter is a token bucket per remote IP. Full buckets are forgotten
-// once the table grows, so memory stays bounded by the attackers' rate.
-type ipLimiter struct {
-	rate  float64 // tokens per second
-	burst float64
-
-	mu      sync.Mutex
-	buckets map[string]*ipBucket
-}
-
-type ipBucket struct {
-	tokens float64
-	last   time.Time
-}
-
-const limiterPruneAt = 4096
-
-func newIPLimiter(perSecond float64, burst int) *ipLimiter {
-	return &ipLimiter{rate: perSecond, burst: float64(burst), buckets: make(map[string]*ipBucket)}
-}
-
-// allow spends a token for ip, or reports how long until one is available.
-func (l *ipLimiter) allow(ip string, now time.Time) (time.Duration, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[ip]
-	if !ok {
-		if len(l.buckets) >= limiterPruneAt {
-			l.prune(now)
-		}
-		b = &ipBucket{tokens: l.burst, last: now}
-		l.buckets[ip] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0, true
-	}
-	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
-}
-
-func (l *ipLimiter) prune(now time.Time) {
-	for ip, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, ip)
-		}
-	}
 }

@@ -1,5 +1,6 @@
-// Package httpjson writes the JSON error envelope every HTTP API of the
-// project uses: {"error":{"code":"...","message":"..."}}.
+// Package httpjson holds what every HTTP API of the project shares: the
+// JSON error envelope {"error":{"code":"...","message":"..."}}, the gin
+// engine set up for it, and the security headers.
 package httpjson
 
 import (
@@ -25,13 +26,13 @@ func Error(c *gin.Context, status int, code, message string) {
 }
 
 // NewEngine returns a gin engine in release mode with no default middleware
-// except panic recovery that answers with the JSON envelope, and JSON 404/405
-// handlers. It never writes to stdout.
+// except panic recovery that answers with the JSON envelope and
+// [SecurityHeaders], and JSON 404/405 handlers. It never writes to stdout.
 func NewEngine() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
-	e.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, _ any) {
+	e.Use(SecurityHeaders, gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, _ any) {
 		Error(c, http.StatusInternalServerError, "internal", "internal server error")
 	}))
 	e.NoRoute(func(c *gin.Context) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/home-console/client-manager/internal/enroll"
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -29,13 +30,12 @@ import (
 //   - 429 rate_limited over ConnectRate (with Retry-After);
 //   - 405 method_not_allowed, 426 upgrade_required for a non-WebSocket
 //     request;
+//   - 403 origin_not_allowed for a browser page of another origin than
+//     Config.Origins allows (agents send no Origin header);
 //   - 400 subprotocol_required unless the client offers
 //     agentproto.Subprotocol in Sec-WebSocket-Protocol;
 //   - 401 unauthorized (missing, malformed or wrong "Authorization:
 //     Bearer <credential>") or 401 revoked.
-//
-// Origin is not checked: agents are not browsers, and a browser page
-// cannot set the Authorization header on a WebSocket.
 func (h *Hub) Handler() http.Handler {
 	return http.HandlerFunc(h.serveWS)
 }
@@ -59,6 +59,10 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
 		w.Header().Set("Upgrade", "websocket")
 		writeError(w, http.StatusUpgradeRequired, "upgrade_required", "this endpoint only accepts WebSocket upgrades")
+		return
+	}
+	if !h.cfg.Origins.Allowed(r) {
+		writeError(w, http.StatusForbidden, "origin_not_allowed", origin.Message)
 		return
 	}
 	if !headerHasToken(r.Header, "Sec-WebSocket-Protocol", agentproto.Subprotocol) {
@@ -103,8 +107,8 @@ func (h *Hub) accept(w http.ResponseWriter, r *http.Request, credential string) 
 	}
 	hw := &hijackWriter{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
-		Subprotocols:       []string{agentproto.Subprotocol},
-		InsecureSkipVerify: true,
+		Subprotocols:   []string{agentproto.Subprotocol},
+		OriginPatterns: h.cfg.Origins.Patterns(),
 	})
 	if err != nil {
 		h.log.Debug("websocket upgrade failed", "remote_addr", r.RemoteAddr, "err", err)

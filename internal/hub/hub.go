@@ -27,6 +27,7 @@ import (
 
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -110,6 +111,10 @@ type Config struct {
 	CallTimeout time.Duration
 	// ServerVersion is reported in welcome.
 	ServerVersion string
+	// Origins lists the web pages (browser origins) allowed to open an
+	// agent WebSocket besides same-origin ones; the zero value allows
+	// none. Requests without an Origin header (agents) are unaffected.
+	Origins origin.Policy
 }
 
 func (c Config) withDefaults() Config {

@@ -19,63 +19,63 @@ import (
 // not know is answered with error{code:"unknown_type"} and the connection
 // stays up, so newer agents can probe for features. Malformed data of a
 // known type is answered with error{code:"invalid_data"}.
-func (c *conn) handle(frame []byte, now int64) (websocket.StatusCode, string, bool) {
-	var env agentproto.Envelope
-	if err := json.Unmarshal(frame, &env); err != nil || env.Type == "" {
-		return agentproto.CloseInvalidData, "frame is not a JSON envelope {type,id,data}", true
+func (c *conn) handle(b []byte, now int64) (websocket.StatusCode, string, bool) {
+	f := decodeFrame(b)
+	if f.class == frameMalformed {
+		return agentproto.CloseInvalidData, f.problem, true
 	}
 	if !c.ready.Load() {
-		if env.Type != agentproto.TypeHello {
+		switch {
+		case f.env.Type != agentproto.TypeHello:
 			return agentproto.ClosePolicy, "the first message must be hello", true
+		case f.class != frameOK:
+			return agentproto.CloseInvalidData, "hello data is not valid", true
 		}
-		return c.onHello(env, now)
+		return c.onHello(f.env, f.data.(agentproto.Hello), now)
 	}
-	switch env.Type {
-	case agentproto.TypeHeartbeat:
-		c.onHeartbeat(env, now)
-	case agentproto.TypeCommandAccepted:
-		var ref agentproto.CommandRef
-		if c.decode(env, &ref) && c.requireID(env, ref.CommandID) {
-			c.withSink(env, func(s CommandSink) {
-				ctx, cancel := c.hub.callCtx()
-				defer cancel()
-				s.Accepted(ctx, c.agentID, ref.CommandID)
-			})
-		}
-	case agentproto.TypeCommandOutput:
-		var out agentproto.CommandOutput
-		if c.decode(env, &out) && c.requireID(env, out.CommandID) {
-			c.withSink(env, func(s CommandSink) {
-				ctx, cancel := c.hub.callCtx()
-				defer cancel()
-				s.Output(ctx, c.agentID, out)
-			})
-		}
-	case agentproto.TypeCommandResult:
-		var res agentproto.CommandResult
-		if c.decode(env, &res) && c.requireID(env, res.CommandID) {
-			c.withSink(env, func(s CommandSink) { c.onResult(s, env, res) })
-		}
-	case agentproto.TypeHello:
-		c.replyError(env.ID, "unexpected_hello", "hello was already received on this connection")
-	case agentproto.TypeError:
-		var e agentproto.Error
-		_ = json.Unmarshal(env.Data, &e)
+	switch {
+	case f.env.Type == agentproto.TypeHello:
+		c.replyError(f.env.ID, "unexpected_hello", "hello was already received on this connection")
+	case f.env.Type == agentproto.TypeError:
+		e, _ := f.data.(agentproto.Error)
 		c.hub.log.Debug("agent reported an error", "agent_id", c.agentID, "code", e.Code, "message", e.Message)
+	case f.class == frameUnknownType:
+		c.replyError(f.env.ID, "unknown_type", f.problem)
+	case f.class == frameInvalidData:
+		c.replyError(f.env.ID, "invalid_data", f.problem)
 	default:
-		c.replyError(env.ID, "unknown_type", "unknown message type "+truncate(env.Type, 64))
+		c.dispatch(f, now)
 	}
 	return 0, "", false
 }
 
+// dispatch acts on a valid message of a connection past hello.
+func (c *conn) dispatch(f frame, now int64) {
+	env := f.env
+	switch data := f.data.(type) {
+	case nil: // heartbeat, whose data is ignored
+		c.onHeartbeat(env, now)
+	case agentproto.CommandRef:
+		c.withSink(env, func(s CommandSink) {
+			ctx, cancel := c.hub.callCtx()
+			defer cancel()
+			s.Accepted(ctx, c.agentID, data.CommandID)
+		})
+	case agentproto.CommandOutput:
+		c.withSink(env, func(s CommandSink) {
+			ctx, cancel := c.hub.callCtx()
+			defer cancel()
+			s.Output(ctx, c.agentID, data)
+		})
+	case agentproto.CommandResult:
+		c.withSink(env, func(s CommandSink) { c.onResult(s, env, data) })
+	}
+}
+
 // onHello records the agent's facts, makes the connection live and
 // answers welcome, then lets the sink (re)deliver commands.
-func (c *conn) onHello(env agentproto.Envelope, now int64) (websocket.StatusCode, string, bool) {
+func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int64) (websocket.StatusCode, string, bool) {
 	h := c.hub
-	var hello agentproto.Hello
-	if err := json.Unmarshal(env.Data, &hello); err != nil {
-		return agentproto.CloseInvalidData, "hello data is not valid", true
-	}
 	facts := fleet.AgentFacts{
 		Hostname: hello.Hostname, OS: hello.OS, Arch: hello.Arch, Version: hello.Version,
 		Labels: hello.Labels, Allowed: hello.Allowed,
@@ -150,23 +150,6 @@ func (c *conn) withSink(env agentproto.Envelope, fn func(CommandSink)) {
 		return
 	}
 	fn(ref.CommandSink)
-}
-
-// decode unmarshals env.Data into v, answering invalid_data on failure.
-func (c *conn) decode(env agentproto.Envelope, v any) bool {
-	if err := json.Unmarshal(env.Data, v); err != nil {
-		c.replyError(env.ID, "invalid_data", env.Type+" data is not valid: "+truncate(err.Error(), 200))
-		return false
-	}
-	return true
-}
-
-func (c *conn) requireID(env agentproto.Envelope, commandID string) bool {
-	if commandID == "" {
-		c.replyError(env.ID, "invalid_data", env.Type+" needs a command_id")
-		return false
-	}
-	return true
 }
 
 // reply queues a message for the agent; a failure means the connection

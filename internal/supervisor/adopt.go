@@ -124,10 +124,11 @@ func (s *Supervisor) staleness(rec *record) string {
 	case rec.Launch != s.launchDigest():
 		return "the manifest changed since the process was launched"
 	}
+	// Is the process running the file the manifest's command names now?
 	// A running executable cannot be rewritten in place (ETXTBSY): a new
-	// build or install is a new file. The modification time is no sign:
-	// go build touches an unchanged binary.
-	fi, err := os.Stat(rec.Binary)
+	// build or install is a new file, or a symlink to one. The
+	// modification time is no sign: go build touches an unchanged binary.
+	fi, err := os.Stat(s.man.Command)
 	running, err2 := os.Stat("/proc/" + strconv.Itoa(rec.PID) + "/exe")
 	if err != nil || err2 != nil || !os.SameFile(fi, running) || fi.Size() != rec.BinarySize {
 		return "the executable changed since the process was launched"

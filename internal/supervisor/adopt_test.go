@@ -200,6 +200,41 @@ func TestReplaceWhenExecutableChanged(t *testing.T) {
 	}
 }
 
+func TestAdoptThroughSymlink(t *testing.T) {
+	t.Parallel()
+	bin := t.TempDir()
+	link := filepath.Join(bin, "current")
+	for _, name := range []string{"v1", "v2"} {
+		data, err := os.ReadFile(flakyBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bin, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("v1", link); err != nil {
+		t.Fatal(err)
+	}
+	e := flaky(t, "", func(m *manifest.Manifest) { m.Command = link })
+	dir := t.TempDir()
+	first := detached(t, e, dir)
+	if again := detached(t, e, dir); again.PID != first.PID {
+		t.Fatalf("pid %d, want the adopted %d: the command is a symlink to the running file", again.PID, first.PID)
+	}
+	// An upgrade that points the symlink at another file.
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("v2", link); err != nil {
+		t.Fatal(err)
+	}
+	s := run(t, e, Options{StateDir: dir})
+	if snap := start(t, s, StateRunning); snap.PID == first.PID || !gone(first.PID) {
+		t.Errorf("pid %d (was %d): the process running v1 must be replaced", snap.PID, first.PID)
+	}
+}
+
 func TestNeverSignalsForeignProcess(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

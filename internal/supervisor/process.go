@@ -101,7 +101,7 @@ func (s *Supervisor) newRecord(inst *instance) *record {
 	rec := &record{
 		Plugin:          s.name,
 		PID:             inst.pid,
-		Binary:          s.man.Command,
+		Binary:          s.man.Command, // replaced by the path with symlinks resolved
 		Launch:          s.launchDigest(),
 		Protocol:        string(rc.Protocol),
 		ProtocolVersion: pluginproto.ProtocolVersion,
@@ -110,6 +110,9 @@ func (s *Supervisor) newRecord(inst *instance) *record {
 	}
 	if p, err := readProc(inst.pid); err == nil {
 		rec.StartTime = p.StartTime
+	}
+	if exe, err := procExe(inst.pid); err == nil {
+		rec.Binary = exe
 	}
 	// The file the process runs, even if replaced since.
 	if fi, err := os.Stat("/proc/" + strconv.Itoa(inst.pid) + "/exe"); err == nil {

@@ -22,8 +22,9 @@ type record struct {
 	Plugin  string `json:"plugin"`
 
 	// PID and StartTime (clock ticks after boot, /proc/<pid>/stat field
-	// 22) identify the process; Binary is its executable, with the size
-	// and modification time the file had at launch (for operators: the
+	// 22) identify the process; Binary is its executable (symlinks
+	// resolved, as /proc/<pid>/exe shows it), with the size and
+	// modification time the file had at launch (for operators: the
 	// runtime compares the file itself and its size).
 	PID           int       `json:"pid"`
 	StartTime     uint64    `json:"start_time"`

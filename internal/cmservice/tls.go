@@ -1,0 +1,42 @@
+package cmservice
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// loadTLS returns the server's TLS configuration, or nil when neither
+// file is given (plain HTTP).
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	switch {
+	case certFile == "" && keyFile == "":
+		return nil, nil
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("TLS needs both CLIENT_MANAGER_TLS_CERT and CLIENT_MANAGER_TLS_KEY " +
+			"(PEM certificate and key files); set both to serve HTTPS and wss://, or neither for plain HTTP")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate %s / key %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// newServer returns the HTTP server of the client manager's port. It
+// speaks HTTP/1.1 only, over TLS when tlsConf is not nil: agent WebSocket
+// upgrades need HTTP/1.1, and one protocol keeps the port simple.
+func newServer(h http.Handler, tlsConf *tls.Config, log *slog.Logger) *http.Server {
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsConf,
+		Protocols:         &protos,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}

@@ -1,0 +1,76 @@
+// Package origin decides which web pages may call the client manager from
+// a browser. Browsers send an Origin header with cross-origin requests and
+// with every WebSocket upgrade; agents, curl and other programs send none.
+// A request without Origin, or whose Origin is the host it addressed, is
+// allowed; any other origin must match one of the configured patterns.
+// Refusing the rest stops a web page the operator happens to visit from
+// using the operator's network position (cross-site request forgery).
+package origin
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// Policy is a set of allowed origin patterns. The zero Policy allows no
+// cross-origin caller. It matches like coder/websocket's
+// AcceptOptions.OriginPatterns, so the hub can hand the same patterns to
+// the WebSocket library.
+type Policy struct {
+	patterns []string
+}
+
+// New returns a Policy allowing the origins matched by patterns: shell
+// patterns (path.Match syntax, case-insensitive) over the origin's host
+// ("console.example.com", "*.example.com:8443") or, when a pattern
+// contains "://", over scheme://host ("https://console.example.com").
+func New(patterns []string) (Policy, error) {
+	var p Policy
+	for _, pat := range patterns {
+		pat = strings.TrimSpace(pat)
+		if pat == "" {
+			continue
+		}
+		if _, err := path.Match(pat, ""); err != nil {
+			return Policy{}, fmt.Errorf("origin pattern %q: %w", pat, err)
+		}
+		p.patterns = append(p.patterns, pat)
+	}
+	return p, nil
+}
+
+// Patterns returns the allowed patterns.
+func (p Policy) Patterns() []string { return p.patterns }
+
+// Allowed reports whether r may be served: it carries no Origin, its
+// Origin names the host r addressed, or its Origin matches a pattern.
+func (p Policy) Allowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, pat := range p.patterns {
+		target := u.Host
+		if strings.Contains(pat, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Message explains a refusal to the caller.
+const Message = "cross-origin requests from web pages are not allowed; " +
+	"list the page's origin in CLIENT_MANAGER_ALLOWED_ORIGINS to allow it"
