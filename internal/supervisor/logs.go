@@ -3,10 +3,12 @@ package supervisor
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
 	"slices"
+	"sort"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -174,7 +176,7 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 			i = len(w.buf)
 		}
 		if line := bytes.TrimRight(w.buf[:i], "\r"); len(line) > 0 {
-			w.log.Info(string(line))
+			w.logLine(line)
 		}
 		w.buf = w.buf[min(i+1, len(w.buf)):]
 	}
@@ -182,4 +184,34 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 		w.buf = nil
 	}
 	return len(p), nil
+}
+
+// logLine logs one line. A JSON object with a "msg" field (what log/slog's
+// and hclog's JSON handlers write) is logged at its own level with its
+// fields as attributes; anything else is logged as is at info level.
+func (w *lineLogger) logLine(line []byte) {
+	var rec map[string]any
+	if line[0] != '{' || json.Unmarshal(line, &rec) != nil {
+		w.log.Info(string(line))
+		return
+	}
+	msg, ok := rec["msg"].(string)
+	if !ok {
+		w.log.Info(string(line))
+		return
+	}
+	level := slog.LevelInfo
+	if s, ok := rec["level"].(string); ok {
+		_ = level.UnmarshalText([]byte(s))
+	}
+	attrs := make([]slog.Attr, 0, len(rec))
+	for k, v := range rec {
+		switch k {
+		case "msg", "level", "time", "@message", "@level", "@timestamp":
+			continue
+		}
+		attrs = append(attrs, slog.Any(k, v))
+	}
+	sort.Slice(attrs, func(i, j int) bool { return attrs[i].Key < attrs[j].Key })
+	w.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
