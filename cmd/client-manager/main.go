@@ -27,11 +27,13 @@ import (
 // config is read from CLIENT_MANAGER_* environment variables; the README
 // documents each one.
 type config struct {
-	Host         string        `envconfig:"HOST" default:"0.0.0.0"`
-	Port         int           `envconfig:"PORT" default:"10000"`
-	DataDir      string        `envconfig:"DATA_DIR" default:"data"`
-	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info"`
-	LogFormat    string        `envconfig:"LOG_FORMAT" default:"text"`
+	Host     string `envconfig:"HOST" default:"0.0.0.0"`
+	Port     int    `envconfig:"PORT" default:"10000"`
+	DataDir  string `envconfig:"DATA_DIR" default:"data"`
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
+	// LogFormat defaults to json when launched by the runtime (which
+	// re-logs each record with its level and fields) and text otherwise.
+	LogFormat    string        `envconfig:"LOG_FORMAT"`
 	DrainTimeout time.Duration `envconfig:"DRAIN_TIMEOUT" default:"10s"`
 	MaxBodyBytes int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
 	APIRate      float64       `envconfig:"API_RATE" default:"50"`
@@ -130,7 +132,16 @@ func run() error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	// Logs always go to stderr: in plugin mode stdout carries the handshake.
-	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	// The writer never blocks; launched by the runtime it forwards over the
+	// plugin connection, so a re-attached runtime still gets the logs.
+	if cfg.LogFormat == "" {
+		cfg.LogFormat = "text"
+		if pluginproto.LaunchedByRuntime() {
+			cfg.LogFormat = "json"
+		}
+	}
+	logs := pluginproto.NewLogWriter(os.Stderr)
+	log, err := logging.New(logs, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
@@ -143,7 +154,7 @@ func run() error {
 	svc := cmservice.New(cfg.service(), log)
 
 	if pluginproto.LaunchedByRuntime() {
-		pluginproto.Serve(&cmservice.Plugin{Service: svc})
+		pluginproto.Serve(&cmservice.Plugin{Service: svc}, pluginproto.WithLogWriter(logs))
 		return nil
 	}
 	return runStandalone(svc, log, cfg.DrainTimeout)
