@@ -58,3 +58,17 @@ func TestSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+func TestForwardingHeadersNotTrusted(t *testing.T) {
+	e := NewEngine()
+	e.GET("/ip", func(c *gin.Context) { c.String(http.StatusOK, c.ClientIP()) })
+	req := httptest.NewRequest("GET", "/ip", nil)
+	req.RemoteAddr = "192.0.2.7:4000"
+	req.Header.Set("X-Forwarded-For", "127.0.0.1")
+	req.Header.Set("X-Real-IP", "127.0.0.1")
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	if got := rec.Body.String(); got != "192.0.2.7" {
+		t.Fatalf("ClientIP = %q, want the TCP peer 192.0.2.7", got)
+	}
+}

@@ -28,10 +28,12 @@ func Error(c *gin.Context, status int, code, message string) {
 // NewEngine returns a gin engine in release mode with no default middleware
 // except panic recovery that answers with the JSON envelope and
 // [SecurityHeaders], and JSON 404/405 handlers. It never writes to stdout.
+// Forwarding headers are not trusted: Context.ClientIP is the TCP peer.
 func NewEngine() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
+	_ = e.SetTrustedProxies(nil) // cannot fail without proxies to parse
 	e.Use(SecurityHeaders, gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, _ any) {
 		Error(c, http.StatusInternalServerError, "internal", "internal server error")
 	}))

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// restCall is an operator API case sent as the operator token named who
+// ("" for none); "{agent}" in path is the suite's enrolled agent id.
+func restCall(name, method, path, who, body string, status int, code string, headers ...string) badCase {
+	return badCase{"rest", name, func(t *testing.T, s *badSuite) {
+		s.expect(t, s.api(t, method, strings.ReplaceAll(path, "{agent}", s.agentID), who, body, headers...), status, code)
+	}}
+}
+
+// enrollCall is a POST /api/enroll case.
+func enrollCall(name, body string, status int, code string) badCase {
+	return badCase{"rest", name, func(t *testing.T, s *badSuite) {
+		s.expect(t, send(t, "POST", s.cm+"/api/enroll", strings.NewReader(body)), status, code)
+	}}
+}
+
+func restCases() []badCase {
+	const run = "/api/commands/{agent}"
+	return []badCase{
+		restCall("malformed JSON", "POST", run, "admin", `{"command":`, 400, "invalid_json"),
+		restCall("wrong type", "POST", run, "admin", `{"command":["uname"]}`, 400, "invalid_json"),
+		restCall("unknown field", "POST", run, "admin", `{"command":"uname","shell":"rm -rf /"}`, 400, "invalid_json"),
+		restCall("trailing data", "POST", run, "admin", `{"command":"uname"}{"command":"rm"}`, 400, "invalid_json"),
+		restCall("empty body", "POST", run, "admin", ``, 400, "invalid_json"),
+		restCall("empty command", "POST", run, "admin", `{"command":""}`, 400, "invalid_command"),
+		restCall("timeout 9999h", "POST", run, "admin", `{"command":"uname","timeout":"9999h"}`, 400, "invalid_command"),
+		restCall("timeout 1e300 seconds", "POST", run, "admin", `{"command":"uname","timeout":1e300}`, 400, "invalid_json"),
+		restCall("negative timeout", "POST", run, "admin", `{"command":"uname","timeout":"-5s"}`, 400, "invalid_command"),
+		restCall("queue ttl 9999h", "POST", run, "admin", `{"command":"uname","queue_if_offline":true,"ttl":"9999h"}`, 400, "invalid_command"),
+		restCall("1.1 MiB body", "POST", run, "admin", `{"command":"uname","args":["`+strings.Repeat("a", 1100<<10)+`"]}`, 413, "body_too_large"),
+		restCall("command to an offline agent", "POST", run, "admin", `{"command":"uname"}`, 409, "client_offline"),
+		restCall("batch without selector", "POST", "/api/commands", "admin", `{"command":"uname"}`, 400, "invalid_selector"),
+		restCall("enrollment token ttl 99999h", "POST", "/api/enrollment-tokens", "admin", `{"ttl":"99999h"}`, 400, "invalid_token_request"),
+		restCall("enrollment token uses -1", "POST", "/api/enrollment-tokens", "admin", `{"uses":-1}`, 400, "invalid_token_request"),
+		restCall("operator token role root", "POST", "/api/tokens", "admin", `{"name":"x","role":"root"}`, 400, "invalid_token_request"),
+		restCall("operator token 300-byte name", "POST", "/api/tokens", "admin", `{"name":"`+strings.Repeat("n", 300)+`","role":"viewer"}`, 400, "invalid_token_request"),
+		restCall("traversal with encoded slashes", "GET", "/api/clients/..%2f..%2fetc%2fpasswd", "admin", "", 404, "not_found"),
+		restCall("traversal as one segment", "GET", "/api/commands/%2e%2e", "admin", "", 404, "not_found"),
+		restCall("traversal in a delete", "DELETE", "/api/clients/%2e%2e%2fclient-manager.db", "admin", "", 404, "not_found"),
+		restCall("8 KiB id", "GET", "/api/clients/"+strings.Repeat("a", 8<<10), "admin", "", 404, "not_found"),
+		restCall("unknown client", "POST", "/api/commands/agt_nope", "admin", `{"command":"uname"}`, 404, "unknown_client"),
+		restCall("unknown command", "GET", "/api/commands/cmd_nope", "admin", "", 404, "not_found"),
+		restCall("cancel an unknown command", "POST", "/api/commands/cmd_nope/cancel", "admin", "", 404, "not_found"),
+		restCall("revoke an unknown token", "DELETE", "/api/tokens/opt_nope", "admin", "", 404, "not_found"),
+		restCall("limit 100000", "GET", "/api/clients?limit=100000", "admin", "", 400, "invalid_query"),
+		restCall("wait forever", "POST", run+"?wait=forever", "admin", `{"command":"uname"}`, 400, "invalid_query"),
+		restCall("since yesterday", "GET", "/api/audit?since=yesterday", "admin", "", 400, "invalid_query"),
+		restCall("wrong method", "PUT", "/api/clients", "admin", "", 405, "method_not_allowed"),
+		restCall("viewer runs a command", "POST", run, "viewer", `{"command":"uname"}`, 403, "forbidden"),
+		restCall("viewer reads the audit log", "GET", "/api/audit", "viewer", "", 403, "forbidden"),
+		restCall("operator creates an enrollment token", "POST", "/api/enrollment-tokens", "operator", `{"uses":1}`, 403, "forbidden"),
+		restCall("operator runs outside its policy", "POST", run, "operator", `{"command":"rm","args":["-rf","/"]}`, 403, "command_not_allowed"),
+		restCall("operator revokes an agent", "DELETE", "/api/clients/{agent}?revoke=true", "operator", "", 403, "forbidden"),
+		restCall("operator mints an admin token", "POST", "/api/tokens", "operator", `{"name":"x","role":"admin"}`, 403, "forbidden"),
+		restCall("no token on loopback once tokens exist", "GET", "/api/clients", "", "", 401, "unauthorized"),
+		restCall("garbage token", "GET", "/api/clients", "", "", 401, "unauthorized", "Authorization", "Bearer cmop_garbage"),
+		restCall("basic auth", "GET", "/api/clients", "", "", 401, "unauthorized", "Authorization", "Basic YWRtaW46YWRtaW4="),
+		restCall("revoked token", "GET", "/api/clients", "revoked", "", 401, "unauthorized"),
+		{"rest", "expired token", func(t *testing.T, s *badSuite) {
+			time.Sleep(time.Until(s.expiresAt.Add(200 * time.Millisecond)))
+			s.expect(t, s.api(t, "GET", "/api/clients", "expiring", ""), 401, "unauthorized")
+		}},
+		restCall("cross-origin browser POST", "POST", "/api/tokens", "admin", `{"name":"csrf","role":"admin"}`, 403, "origin_not_allowed",
+			"Origin", "https://evil.example"),
+		{"rest", "replayed enrollment token", func(t *testing.T, s *badSuite) {
+			token := s.enrollmentToken(t, 1)
+			s.enroll(t, token, "once")
+			s.expect(t, send(t, "POST", s.cm+"/api/enroll", strings.NewReader(`{"token":"`+token+`","name":"twice"}`)), 401, "invalid_token")
+		}},
+		enrollCall("garbage enrollment token", `{"token":"cmet_garbage"}`, 401, "invalid_token"),
+		enrollCall("enrollment unknown field", `{"token":"cmet_x","agent_id":"agt_chosen"}`, 400, "invalid_json"),
+		enrollCall("enrollment 100 KiB body", `{"token":"`+strings.Repeat("t", 100<<10)+`"}`, 413, "body_too_large"),
+		{"rest", "enrollment with GET", func(t *testing.T, s *badSuite) {
+			s.expect(t, send(t, "GET", s.cm+"/api/enroll", nil), 405, "method_not_allowed")
+		}},
+		{"rest", "request flood from one token", checkRequestFlood},
+		{"rest", "enrollment flood", func(t *testing.T, s *badSuite) {
+			for i := range 30 {
+				a := send(t, "POST", s.cm+"/api/enroll", strings.NewReader(`{"token":"cmet_flood"}`))
+				if a.status == http.StatusTooManyRequests {
+					s.expect(t, a, 429, "rate_limited")
+					return
+				}
+				s.expect(t, a, 401, "invalid_token")
+				t.Logf("attempt %d refused with 401", i)
+			}
+			t.Fatal("30 enrollment attempts without 429")
+		}},
+	}
+}
+
+// checkRequestFlood: 300 concurrent requests with one token exceed its
+// burst; the excess gets 429 with Retry-After, and other callers are not
+// affected.
+func checkRequestFlood(t *testing.T, s *badSuite) {
+	var mu sync.Mutex
+	counts := map[int]int{}
+	retryAfter := ""
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 300 / 8 {
+				a := s.api(t, "GET", "/api/clients?limit=1", "flooder", "")
+				mu.Lock()
+				counts[a.status]++
+				if a.status == http.StatusTooManyRequests && a.code == "rate_limited" {
+					retryAfter = a.header.Get("Retry-After")
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("flood answers: %v", counts)
+	if n, err := strconv.Atoi(retryAfter); counts[429] == 0 || counts[200] < 100 || counts[200]+counts[429] != 296 || err != nil || n < 1 {
+		t.Fatalf("flood answers %v, Retry-After %q: want 200 for the burst of 100, then 429 rate_limited with Retry-After", counts, retryAfter)
+	}
+	s.expect(t, s.api(t, "GET", "/api/clients?limit=1", "viewer", ""), 200, "")
+}
