@@ -14,7 +14,9 @@ import (
 )
 
 // wsURL is the agent WebSocket endpoint.
-func (s *badSuite) wsURL() string { return "ws" + strings.TrimPrefix(s.cm, "http") + agentproto.PathWebSocket }
+func (s *badSuite) wsURL() string {
+	return "ws" + strings.TrimPrefix(s.cm, "http") + agentproto.PathWebSocket
+}
 
 // dial opens an agent WebSocket with the given credential ("" for none)
 // and extra headers (name, value pairs).
