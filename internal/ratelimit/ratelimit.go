@@ -64,13 +64,6 @@ func (l *Limiter) Allow(key string, now time.Time) (time.Duration, bool) {
 	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
 }
 
-// Len returns the number of buckets kept.
-func (l *Limiter) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
-}
-
 // refill returns key's bucket brought up to date at now, creating it if
 // needed. l.mu must be held.
 func (l *Limiter) refill(key string, now time.Time) *bucket {
