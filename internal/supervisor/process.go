@@ -124,9 +124,17 @@ func (s *Supervisor) newRecord(inst *instance) *record {
 	return rec
 }
 
-// environ is the runtime's environment plus the manifest's env.
+// runtimeSecrets are environment variables of the runtime that a plugin
+// must never see.
+var runtimeSecrets = []string{"RUNTIME_ADMIN_TOKEN"}
+
+// environ is the runtime's environment, less its secrets, plus the
+// manifest's env.
 func (s *Supervisor) environ() []string {
-	env := os.Environ()
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(runtimeSecrets, k)
+	})
 	for _, k := range slices.Sorted(maps.Keys(s.man.Env)) {
 		env = append(env, k+"="+s.man.Env[k])
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -446,5 +447,20 @@ func TestGroupDependencies(t *testing.T) {
 		if sn.State != StateStopped {
 			t.Errorf("%s is %s after StopAll", sn.Name, sn.State)
 		}
+	}
+}
+
+func TestEnvironHidesRuntimeSecrets(t *testing.T) {
+	t.Setenv("RUNTIME_ADMIN_TOKEN", "admin-secret")
+	t.Setenv("RUNTIME_LOG_LEVEL", "debug")
+	s := &Supervisor{man: manifest.Manifest{Env: map[string]string{"A": "1"}}}
+	env := s.environ()
+	for _, kv := range env {
+		if strings.Contains(kv, "admin-secret") {
+			t.Fatalf("plugin environment carries the admin token: %q", kv)
+		}
+	}
+	if !slices.Contains(env, "RUNTIME_LOG_LEVEL=debug") || !slices.Contains(env, "A=1") {
+		t.Fatalf("environment lost other variables: %v", env)
 	}
 }
