@@ -43,6 +43,11 @@ func (s *Supervisor) serve(ctx context.Context) {
 		s.proxyToken = ""
 		s.mu.Unlock()
 		s.update(func(sn *Snapshot) {
+			// The process is gone: never show it running without a pid
+			// while the policy decides what comes next.
+			if sn.State == StateRunning || sn.State == StateStarting {
+				sn.State, sn.StartedAt = StateRestarting, time.Time{}
+			}
 			sn.PID, sn.InstanceID, sn.HTTPAddress, sn.Health = 0, "", "", Health{}
 			if end.exit != nil {
 				sn.LastExit = end.exit
