@@ -16,12 +16,18 @@ import (
 // enrolling with the bootstrap token in dataDir on first start.
 func agentProc(t *testing.T, server, dataDir, credFile string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "agent"),
-		"--server", server,
+	cmd, _ := startAgentBinary(t, "--server", server,
 		"--enroll-token", "@"+filepath.Join(dataDir, "bootstrap-token"),
-		"--credential-file", credFile,
-		"--allow", "uname,sleep",
-		"--labels", "site=e2e")
+		"--credential-file", credFile, "--allow", "uname,sleep", "--labels", "site=e2e")
+	return cmd
+}
+
+// startAgentBinary runs bin/agent with args in its own process group until
+// the test ends, and returns it with its captured stderr (shown if the
+// test fails).
+func startAgentBinary(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "agent"), args...)
 	cmd.Env = baseEnv()
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
@@ -36,7 +42,7 @@ func agentProc(t *testing.T, server, dataDir, credFile string) *exec.Cmd {
 			t.Logf("agent logs:\n%s", logs)
 		}
 	})
-	return cmd
+	return cmd, logs
 }
 
 // clientList is the part of GET /api/clients the tests read.

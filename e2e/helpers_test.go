@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/home-console/client-manager/internal/syncbuf"
 )
 
 // bin holds the binaries built by TestMain.
@@ -346,23 +348,8 @@ func (r *runtimeProc) waitLog(substr string, timeout time.Duration) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 // itoa is strconv.Itoa, for building environment entries.
 func itoa(n int) string { return strconv.Itoa(n) }

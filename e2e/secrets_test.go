@@ -166,23 +166,8 @@ func cliCreateToken(t *testing.T, dataDir string) (*syncBuffer, string) {
 // in tokenFile, and returns it with its captured stderr.
 func startSecretAgent(t *testing.T, server, tokenFile, credFile string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "agent"), "--server", server, "--enroll-token", "@"+tokenFile,
+	return startAgentBinary(t, "--server", server, "--enroll-token", "@"+tokenFile,
 		"--credential-file", credFile, "--allow", "uname", "--log-level", "debug")
-	cmd.Env = baseEnv()
-	logs := &syncBuffer{}
-	cmd.Stderr = logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("agent logs:\n%s", logs)
-		}
-	})
-	return cmd, logs
 }
 
 // waitOnlineAs waits until n agents are online (listed with the admin

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/home-console/client-manager/internal/syncbuf"
+
 	"github.com/home-console/client-manager/internal/enroll"
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
@@ -47,22 +49,8 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 func newFixture(t *testing.T, opts enroll.Options) *fixture {
 	t.Helper()

@@ -11,25 +11,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/home-console/client-manager/internal/syncbuf"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 func TestLogWriterUnattachedWritesThrough(t *testing.T) {
 	var fallback syncBuffer

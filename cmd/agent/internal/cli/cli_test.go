@@ -6,9 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/home-console/client-manager/internal/syncbuf"
 
 	"github.com/home-console/client-manager/cmd/agent/internal/testserver"
 	"github.com/home-console/client-manager/pkg/agent"
@@ -67,23 +68,8 @@ func TestParseLabelsAndToken(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the agent's log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 func startMain(t *testing.T, args []string, env map[string]string) (context.CancelFunc, <-chan int, *syncBuffer) {
 	t.Helper()
