@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,30 +21,18 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/syncbuf"
+	"github.com/home-console/client-manager/internal/testbin"
 )
 
 // bin holds the binaries built by TestMain.
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "e2e-bin")
-	if err != nil {
-		panic(err)
-	}
-	bin = dir
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+	testbin.Main(m, &bin,
 		"github.com/home-console/client-manager/cmd/runtime",
 		"github.com/home-console/client-manager/cmd/client-manager",
 		"github.com/home-console/client-manager/cmd/agent",
 		"github.com/home-console/client-manager/e2e/testdata/plugins/flaky")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building the binaries:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
 }
 
 // httpc is the client every test uses; no request may hang a test.

@@ -3,13 +3,11 @@ package adminapi
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,27 +15,17 @@ import (
 
 	"github.com/home-console/client-manager/internal/manifest"
 	"github.com/home-console/client-manager/internal/supervisor"
+	"github.com/home-console/client-manager/internal/testbin"
 )
 
-// flakyBin is the test plugin, built once by TestMain.
-var flakyBin string
+// binDir holds the test plugin, built once by TestMain.
+var binDir string
+
+// flakyBin is the test plugin's path.
+func flakyBin() string { return filepath.Join(binDir, "flaky") }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "adminapi-test")
-	if err != nil {
-		panic(err)
-	}
-	flakyBin = filepath.Join(dir, "flaky")
-	build := exec.Command("go", "build", "-o", flakyBin,
-		"github.com/home-console/client-manager/e2e/testdata/plugins/flaky")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the test plugin:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, &binDir, "github.com/home-console/client-manager/e2e/testdata/plugins/flaky")
 }
 
 // newServer lays out a plugins directory with a working plugin "good",
@@ -53,9 +41,9 @@ func newServer(t *testing.T, token string) *httptest.Server {
 			t.Fatal(err)
 		}
 	}
-	write("good", `{"name":"good","version":"1.0.0","command":"`+flakyBin+`","stop_timeout":"5s"}`)
-	write("broken", `{"name":"broken","version":"1.0.0","command":"`+flakyBin+`","colour":"red"}`)
-	write("off", `{"name":"off","version":"1.0.0","command":"`+flakyBin+`","enabled":false}`)
+	write("good", `{"name":"good","version":"1.0.0","command":"`+flakyBin()+`","stop_timeout":"5s"}`)
+	write("broken", `{"name":"broken","version":"1.0.0","command":"`+flakyBin()+`","colour":"red"}`)
+	write("off", `{"name":"off","version":"1.0.0","command":"`+flakyBin()+`","enabled":false}`)
 	set, err := manifest.Discover(root)
 	if err != nil {
 		t.Fatal(err)

@@ -3,11 +3,9 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,27 +15,17 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/testbin"
 )
 
-// flakyBin is the test plugin, built once by TestMain.
-var flakyBin string
+// binDir holds the test plugin, built once by TestMain.
+var binDir string
+
+// flakyBin is the test plugin's path.
+func flakyBin() string { return filepath.Join(binDir, "flaky") }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "supervisor-test")
-	if err != nil {
-		panic(err)
-	}
-	flakyBin = filepath.Join(dir, "flaky")
-	build := exec.Command("go", "build", "-o", flakyBin,
-		"github.com/home-console/client-manager/e2e/testdata/plugins/flaky")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the test plugin:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, &binDir, "github.com/home-console/client-manager/e2e/testdata/plugins/flaky")
 }
 
 // flaky returns a valid manifest entry for the test plugin in mode.
@@ -46,7 +34,7 @@ func flaky(t *testing.T, mode string, edit func(*manifest.Manifest)) manifest.En
 	m := manifest.Manifest{
 		Name:    "flaky",
 		Version: "0.0.1",
-		Command: flakyBin,
+		Command: flakyBin(),
 		Env:     map[string]string{"FLAKY_MODE": mode},
 		Enabled: true,
 		Restart: manifest.Restart{
@@ -406,8 +394,8 @@ func TestGroupDependencies(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	for name, body := range map[string]string{
-		"base": `{"name":"base","version":"1.0.0","command":"` + flakyBin + `","enabled":true}`,
-		"app":  `{"name":"app","version":"1.0.0","command":"` + flakyBin + `","dependencies":["base"]}`,
+		"base": `{"name":"base","version":"1.0.0","command":"` + flakyBin() + `","enabled":true}`,
+		"app":  `{"name":"app","version":"1.0.0","command":"` + flakyBin() + `","dependencies":["base"]}`,
 	} {
 		if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
 			t.Fatal(err)
