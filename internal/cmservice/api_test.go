@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,6 +36,15 @@ func TestRunCommandAndHistory(t *testing.T) {
 			t.Errorf("clients%s = %d total %v, want %v", query, code, list["total"], want)
 		}
 	}
+	eventually(t, 5*time.Second, "finished command counted in /metrics", func() bool {
+		res, err := http.Get(base + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return strings.Contains(string(body), `cm_commands_finished_total{status="completed"} 1`)
+	})
 	code, client := call(t, "GET", base+"/api/clients/"+e.agentID, "")
 	if code != 200 || client["status"] != "online" || client["hostname"] == "" || client["os"] != "linux" {
 		t.Fatalf("client = %d %v", code, client)

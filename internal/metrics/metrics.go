@@ -73,18 +73,14 @@ func (r *Registry) Follow(ctx context.Context, bus *events.Bus) {
 	}
 }
 
-// finishedStatus reads the status from a command.finished event whose
-// Data carries a Status() string or a "status" field.
+// finishedStatus reads the status of a command.finished event, whose Data
+// is a map with a "status" key (see internal/dispatch).
 func finishedStatus(e events.Event) (string, bool) {
 	if e.Type != events.CommandFinished {
 		return "", false
 	}
-	switch d := e.Data.(type) {
-	case interface{ FinishedStatus() string }:
-		return d.FinishedStatus(), true
-	case map[string]any:
-		s, ok := d["status"].(string)
-		return s, ok
+	if d, ok := e.Data.(map[string]string); ok && d["status"] != "" {
+		return d["status"], true
 	}
 	return "unknown", true
 }

@@ -32,7 +32,7 @@ func TestScrapeShowsCountersAndGauges(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	var body string
 	for time.Now().Before(deadline) {
-		bus.Publish(events.Event{Type: events.CommandFinished, Data: map[string]any{"status": "completed"}})
+		bus.Publish(events.Event{Type: events.CommandFinished, Data: map[string]string{"status": "completed", "error": ""}})
 		rec := httptest.NewRecorder()
 		r.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 		body = rec.Body.String()
