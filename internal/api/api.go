@@ -204,6 +204,9 @@ type listPage[T any] struct {
 func (s *Server) storeError(c *gin.Context, what string, err error) {
 	switch {
 	case errors.Is(err, fleet.ErrNotFound):
+		if id := c.Param("id"); id != "" {
+			what += " " + strconv.Quote(id)
+		}
 		httpjson.Error(c, http.StatusNotFound, "not_found", what+" not found")
 	case errors.Is(err, fleet.ErrAlreadyFinal):
 		httpjson.Error(c, http.StatusConflict, "already_final", what+" already reached a terminal state")

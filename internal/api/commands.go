@@ -111,7 +111,7 @@ func (s *Server) submitError(c *gin.Context, err error) {
 	case errors.Is(err, dispatch.ErrInvalidRequest):
 		httpjson.Error(c, http.StatusBadRequest, "invalid_command", err.Error())
 	case errors.Is(err, dispatch.ErrUnknownClient):
-		httpjson.Error(c, http.StatusNotFound, "unknown_client", err.Error())
+		httpjson.Error(c, http.StatusNotFound, "unknown_client", "no agent has id "+strconv.Quote(c.Param("id")))
 	case errors.Is(err, dispatch.ErrClientRevoked):
 		httpjson.Error(c, http.StatusConflict, "client_revoked", err.Error())
 	case errors.Is(err, dispatch.ErrClientOffline):
@@ -198,7 +198,8 @@ func (s *Server) getCommand(c *gin.Context) {
 	c.JSON(http.StatusOK, viewCommand(cmd))
 }
 
-// cancelCommand answers POST /api/commands/:id/cancel.
+// cancelCommand answers POST /api/commands/:id/cancel: 200 with the
+// cancelled command, or 202 while the agent is still stopping it.
 func (s *Server) cancelCommand(c *gin.Context) {
 	p, _ := access.From(c)
 	cmd, err := s.Commands.Cancel(c.Request.Context(), c.Param("id"), p.Name)
@@ -206,7 +207,11 @@ func (s *Server) cancelCommand(c *gin.Context) {
 		s.storeError(c, "command", err)
 		return
 	}
-	c.JSON(http.StatusOK, viewCommand(cmd))
+	status := http.StatusOK
+	if !cmd.Status.Terminal() {
+		status = http.StatusAccepted
+	}
+	c.JSON(status, viewCommand(cmd))
 }
 
 // listCommands answers GET /api/commands (history).

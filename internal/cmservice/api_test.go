@@ -147,7 +147,7 @@ func TestAgentSideRefusalsTimeoutsAndCancel(t *testing.T) {
 		return got["status"] == "running"
 	})
 	start := time.Now()
-	if code, got := call(t, "POST", base+"/api/commands/"+id+"/cancel", ""); code != 200 {
+	if code, got := call(t, "POST", base+"/api/commands/"+id+"/cancel", ""); code != http.StatusAccepted {
 		t.Fatalf("cancel = %d %v", code, got)
 	}
 	eventually(t, 5*time.Second, "command cancelled", func() bool {
