@@ -167,7 +167,7 @@ func TestReplaceWhenExecutableChanged(t *testing.T) {
 	t.Parallel()
 	exe := filepath.Join(t.TempDir(), "flaky")
 	install := func() {
-		data, err := os.ReadFile(flakyBin)
+		data, err := os.ReadFile(flakyBin())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +205,7 @@ func TestAdoptThroughSymlink(t *testing.T) {
 	bin := t.TempDir()
 	link := filepath.Join(bin, "current")
 	for _, name := range []string{"v1", "v2"} {
-		data, err := os.ReadFile(flakyBin)
+		data, err := os.ReadFile(flakyBin())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,7 +253,7 @@ func TestNeverSignalsForeignProcess(t *testing.T) {
 	}
 	// Everything matches but the executable.
 	if err := newStateStore(dir).save(&record{
-		Plugin: "flaky", PID: sleep.Process.Pid, StartTime: p.StartTime, Binary: flakyBin,
+		Plugin: "flaky", PID: sleep.Process.Pid, StartTime: p.StartTime, Binary: flakyBin(),
 		Protocol: "grpc", ProtocolVersion: 1, Network: "unix", Address: "/nonexistent/plugin.sock",
 	}); err != nil {
 		t.Fatal(err)
