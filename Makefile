@@ -12,7 +12,7 @@ TEST_TIMEOUT ?= 9m
 FUZZ_TARGETS := internal/manifest:FuzzLoad internal/hub:FuzzDecodeFrame internal/api:FuzzDecodeBody
 FUZZTIME     ?= 30s
 
-.PHONY: all build run test fuzz lint proto clean
+.PHONY: all build run test fuzz bench load lint proto clean
 
 all: build
 
@@ -35,6 +35,17 @@ test: build
 # is written to the target's testdata/fuzz directory and fails the run.
 fuzz:
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+# Benchmarks of the store and the agent hub (figures in docs/performance.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/sqlite/ ./internal/hub/
+
+# AGENTS simulated agents against one client manager: RSS per agent and
+# connect rate; STORM=1 also measures a reconnect storm (docs/performance.md).
+AGENTS       ?= 10000
+CONNECT_RATE ?= 500
+load: build
+	scripts/load-agents.sh $(AGENTS) $(CONNECT_RATE)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
