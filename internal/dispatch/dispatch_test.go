@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,34 +21,51 @@ var (
 )
 
 type fixture struct {
-	env *hubtest.Env
-	svc *dispatch.Service
+	env  *hubtest.Env
+	svc  *dispatch.Service
+	stop func() // ends svc's loop
 }
 
 // start runs a hub with a dispatch Service (its loop included) until the
 // test ends.
 func start(t *testing.T, cfg dispatch.Config) *fixture {
 	t.Helper()
-	env := hubtest.Start(t, hub.Config{})
+	f := &fixture{env: hubtest.Start(t, hub.Config{})}
+	f.restart(t, cfg)
+	return f
+}
+
+// restart stops the running Service, if any, and replaces it with a new
+// one on the same store, as after a restart of the client manager: the
+// new one recovers, takes the hub's agents and runs its loop until the
+// test ends.
+func (f *fixture) restart(t *testing.T, cfg dispatch.Config) {
+	t.Helper()
+	if f.stop != nil {
+		f.stop()
+	}
 	if cfg.TickInterval == 0 {
 		cfg.TickInterval = 20 * time.Millisecond
 	}
-	svc := dispatch.New(env.Store, env.Hub, env.Bus, env.Log, cfg)
-	env.Hub.SetCommandSink(svc)
-	if err := svc.Recover(context.Background()); err != nil {
+	f.svc = dispatch.New(f.env.Store, f.env.Hub, f.env.Bus, f.env.Log, cfg)
+	f.env.Hub.SetCommandSink(f.svc)
+	if err := f.svc.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		svc.Run(ctx)
+		f.svc.Run(ctx)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return &fixture{env: env, svc: svc}
+	var once sync.Once
+	f.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	t.Cleanup(f.stop)
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -399,4 +417,104 @@ func TestRecoverTimesOutCommandsLeftByACrash(t *testing.T) {
 	if err != nil || got.Status != fleet.StatusTimedOut {
 		t.Fatalf("recovered command: %+v, %v", got, err)
 	}
+}
+
+// running submits a command to the connected agent a and has it accept it.
+func (f *fixture) running(t *testing.T, a *hubtest.Agent, clientID string) fleet.Command {
+	t.Helper()
+	cmd := f.submit(t, dispatch.Request{ClientID: clientID, Command: "sleep", Timeout: time.Minute})
+	a.Expect(t, agentproto.TypeCommandRequest, nil)
+	send(t, a, agentproto.TypeCommandAccepted, "", agentproto.CommandRef{CommandID: cmd.ID})
+	hubtest.Eventually(t, 5*time.Second, "running", func() bool {
+		c, err := f.env.Store.Command(context.Background(), cmd.ID)
+		return err == nil && c.Status == fleet.StatusRunning
+	})
+	return cmd
+}
+
+// disconnect closes a's connection and waits until the hub sees it.
+func (f *fixture) disconnect(t *testing.T, a *hubtest.Agent, clientID string) {
+	t.Helper()
+	_ = a.Conn.CloseNow()
+	hubtest.Eventually(t, 5*time.Second, "offline", func() bool { return !f.env.Hub.Online(clientID) })
+}
+
+// expectCancel reads the next message, which must be command_cancel for id.
+func expectCancel(t *testing.T, a *hubtest.Agent, id string) {
+	t.Helper()
+	var ref agentproto.CommandRef
+	a.Expect(t, agentproto.TypeCommandCancel, &ref)
+	if ref.CommandID != id {
+		t.Fatalf("command_cancel for %s, want %s", ref.CommandID, id)
+	}
+}
+
+func TestCancelSurvivesRestart(t *testing.T) {
+	cfg := dispatch.Config{CancelGrace: time.Minute}
+	f := start(t, cfg)
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+	cmd := f.running(t, a, id)
+	got, err := f.svc.Cancel(context.Background(), cmd.ID, "op")
+	if err != nil || got.Status.Terminal() || got.CancelRequestedBy != "op" || got.CancelRequestedAt.IsZero() {
+		t.Fatalf("cancel: %+v, %v", got, err)
+	}
+	expectCancel(t, a, cmd.ID)
+	// A second one, delivered but never acknowledged.
+	unacked := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+	a.Expect(t, agentproto.TypeCommandRequest, nil)
+	if _, err := f.svc.Cancel(context.Background(), unacked.ID, "op"); err != nil {
+		t.Fatal(err)
+	}
+	expectCancel(t, a, unacked.ID)
+	f.disconnect(t, a, id)
+
+	f.restart(t, cfg)
+	b := f.env.Connect(t, cred, cmd.ID)
+	expectCancel(t, b, cmd.ID) // not command_request
+	expectCancel(t, b, unacked.ID)
+	send(t, b, agentproto.TypeCommandResult, "", agentproto.CommandResult{CommandID: cmd.ID, Status: agentproto.ResultCancelled, ExitCode: -1})
+	b.Expect(t, agentproto.TypeResultAck, nil)
+	if got := f.wait(t, cmd.ID); got.Status != fleet.StatusCancelled || got.Error != "cancelled on the agent" || got.Attempts != 1 {
+		t.Fatalf("finished %+v", got)
+	}
+}
+
+func TestCancelWhileOfflineStopsTheCommandOnReconnect(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+	cmd := f.running(t, a, id)
+	f.disconnect(t, a, id)
+
+	got, err := f.svc.Cancel(context.Background(), cmd.ID, "op")
+	if err != nil || got.Status != fleet.StatusCancelled || got.Error != "cancelled by op while the agent was offline" ||
+		got.CancelRequestedBy != "op" {
+		t.Fatalf("cancel: %+v, %v", got, err)
+	}
+	b := f.env.Connect(t, cred, cmd.ID)
+	expectCancel(t, b, cmd.ID)
+}
+
+func TestCancelGraceAfterRestart(t *testing.T) {
+	cfg := dispatch.Config{CancelGrace: 300 * time.Millisecond}
+	f := start(t, cfg)
+	id, cred := f.env.NewAgent(t, "a")
+	a := f.env.Connect(t, cred)
+	cmd := f.running(t, a, id)
+	if _, err := f.svc.Cancel(context.Background(), cmd.ID, "op"); err != nil {
+		t.Fatal(err)
+	}
+	requested := time.Now()
+	expectCancel(t, a, cmd.ID)
+
+	f.restart(t, cfg) // the agent stays connected and never confirms
+	got := f.wait(t, cmd.ID)
+	if got.Status != fleet.StatusCancelled || got.Error != "cancel not confirmed by agent" {
+		t.Fatalf("finished %+v", got)
+	}
+	if took := time.Since(requested); took < 300*time.Millisecond {
+		t.Fatalf("finished after only %s", took)
+	}
+	expectCancel(t, a, cmd.ID) // the server's last word when it gives up
 }

@@ -35,13 +35,16 @@ func (s *Service) Wait(ctx context.Context, id string) (fleet.Command, error) {
 	return s.command(rctx, id)
 }
 
-// Cancel asks for a command to stop. A queued or pending command is
-// finished as cancelled at once. A dispatched or running one is sent
-// command_cancel and finishes when the agent reports its result; if the
-// agent does not within Config.CancelGrace (or is offline), it is finished
-// as cancelled without it. Cancel returns the command's state after the
-// request, ErrUnknownCommand, or an error matching fleet.ErrAlreadyFinal
-// (with the final state) if it had already finished.
+// Cancel asks for a command to stop. The request is stored first, so it
+// survives a restart (see Recover and Connected). A queued or pending
+// command is finished as cancelled at once. A dispatched or running one is
+// sent command_cancel and finishes when the agent reports its result; if
+// the agent does not within Config.CancelGrace, it is finished as
+// cancelled without it. If the agent is offline, the command is finished
+// as cancelled at once and the agent is told to stop it when it
+// reconnects. Cancel returns the command's state after the request,
+// ErrUnknownCommand, or an error matching fleet.ErrAlreadyFinal (with the
+// final state) if it had already finished.
 func (s *Service) Cancel(ctx context.Context, id, by string) (fleet.Command, error) {
 	cmd, err := s.command(ctx, id)
 	if err != nil {
@@ -50,6 +53,14 @@ func (s *Service) Cancel(ctx context.Context, id, by string) (fleet.Command, err
 	if cmd.Status.Terminal() {
 		return cmd, fmt.Errorf("cancel %s: %w", id, fleet.ErrAlreadyFinal)
 	}
+	now := time.Now().UTC()
+	err = s.store.RequestCancel(ctx, id, by, now)
+	if errors.Is(err, fleet.ErrAlreadyFinal) {
+		return s.alreadyFinal(ctx, id)
+	}
+	if err != nil {
+		return cmd, fmt.Errorf("dispatch: cancel %s: %w", id, err)
+	}
 	reason := "cancelled by " + by
 	sendErr := s.send(cmd.ClientID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: id})
 	switch {
@@ -57,22 +68,28 @@ func (s *Service) Cancel(ctx context.Context, id, by string) (fleet.Command, err
 	case sendErr != nil:
 		reason += " while the agent was offline"
 	default:
-		s.requestCancel(id, cmd.ClientID, time.Now().Add(s.cfg.CancelGrace))
+		s.requestCancel(id, cmd.ClientID, now.Add(s.cfg.CancelGrace))
 		s.log.Info("command cancel requested", "command_id", id, "client_id", cmd.ClientID, "by", by)
-		return cmd, nil
+		return s.command(ctx, id)
 	}
-	err = s.finish(ctx, cmd, fleet.CommandResult{Status: fleet.StatusCancelled, Error: reason, At: time.Now().UTC()})
-	if err != nil && !errors.Is(err, fleet.ErrAlreadyFinal) {
-		return cmd, fmt.Errorf("dispatch: cancel %s: %w", id, err)
-	}
-	final, rerr := s.command(ctx, id)
-	if rerr != nil {
-		return cmd, rerr
+	err = s.finish(ctx, cmd, fleet.CommandResult{Status: fleet.StatusCancelled, Error: reason, At: now})
+	if errors.Is(err, fleet.ErrAlreadyFinal) {
+		return s.alreadyFinal(ctx, id)
 	}
 	if err != nil {
-		return final, fmt.Errorf("cancel %s: %w", id, err)
+		return cmd, fmt.Errorf("dispatch: cancel %s: %w", id, err)
 	}
-	return final, nil
+	return s.command(ctx, id)
+}
+
+// alreadyFinal returns the final state of command id with an error
+// matching fleet.ErrAlreadyFinal.
+func (s *Service) alreadyFinal(ctx context.Context, id string) (fleet.Command, error) {
+	final, err := s.command(ctx, id)
+	if err != nil {
+		return final, err
+	}
+	return final, fmt.Errorf("cancel %s: %w", id, fleet.ErrAlreadyFinal)
 }
 
 // command reads a command, mapping fleet.ErrNotFound to ErrUnknownCommand.
@@ -151,6 +168,9 @@ func (s *Service) track(id, clientID string, deadline time.Time) {
 	s.live[id] = &tracked{clientID: clientID, deadline: deadline}
 }
 
+// requestCancel arms the cancel deadline of a command: it is finished as
+// cancelled after by unless its result comes first. An earlier deadline
+// already armed is kept.
 func (s *Service) requestCancel(id, clientID string, by time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -13,27 +13,41 @@ import (
 // Recover loads the commands a previous run left dispatched, running or
 // pending, so the background loop times them out if their agents never
 // come back; agents that do reconnect get them re-delivered (see
-// Connected). Queued commands need nothing: they wait in the store until
+// Connected). A command whose cancel was requested gets its cancel
+// deadline back: Config.CancelGrace after the request, or now if that
+// passed. Queued commands need nothing: they wait in the store until
 // delivery or expiry. Call it once at startup, before serving agents.
 func (s *Service) Recover(ctx context.Context) error {
 	live, err := s.store.LiveCommands(ctx, "")
 	if err != nil {
 		return fmt.Errorf("dispatch: recover: %w", err)
 	}
-	n := 0
+	now := time.Now()
+	inFlight, cancelling := 0, 0
 	for _, cmd := range live {
-		if cmd.Status == fleet.StatusQueued {
-			continue
+		if cmd.Status != fleet.StatusQueued {
+			since := cmd.DispatchedAt
+			if since.IsZero() {
+				since = cmd.CreatedAt
+			}
+			s.track(cmd.ID, cmd.ClientID, since.Add(cmd.Timeout+s.cfg.ResultGrace))
+			inFlight++
 		}
-		since := cmd.DispatchedAt
-		if since.IsZero() {
-			since = cmd.CreatedAt
+		if !cmd.CancelRequestedAt.IsZero() {
+			s.requestCancel(cmd.ID, cmd.ClientID, later(now, cmd.CancelRequestedAt.Add(s.cfg.CancelGrace)))
+			cancelling++
 		}
-		s.track(cmd.ID, cmd.ClientID, since.Add(cmd.Timeout+s.cfg.ResultGrace))
-		n++
 	}
-	s.log.Info("live commands recovered", "in_flight", n, "queued", len(live)-n)
+	s.log.Info("live commands recovered", "in_flight", inFlight, "queued", len(live)-inFlight, "cancelling", cancelling)
 	return nil
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Run is the background loop; it returns when ctx ends. Every

@@ -17,10 +17,13 @@ import (
 
 // Connected delivers the agent's live commands: every queued, pending or
 // dispatched one it does not report as running is (re)sent and marked
-// dispatched. Commands it reports running that the server has already
-// finished (or never knew) are sent command_cancel. A command submitted
-// while the hello is being handled can be sent twice, by Submit and by
-// Connected: delivery is at-least-once and agents de-duplicate by id.
+// dispatched. A live command whose cancel was requested is sent
+// command_cancel instead, whether or not the agent reports it. Commands it
+// reports running that the server has already finished (cancelled while
+// the agent was offline, say) or never knew are sent command_cancel too. A
+// command submitted while the hello is being handled can be sent twice, by
+// Submit and by Connected: delivery is at-least-once and agents
+// de-duplicate by id.
 func (s *Service) Connected(ctx context.Context, agentID string, running []string) {
 	live, err := s.store.LiveCommands(ctx, agentID)
 	if err != nil {
@@ -35,29 +38,37 @@ func (s *Service) Connected(ctx context.Context, agentID string, running []strin
 	now := time.Now()
 	for i := range live {
 		cmd := &live[i]
-		if reported[cmd.ID] {
-			delete(reported, cmd.ID)
-			if cmd.Status != fleet.StatusRunning {
-				_ = s.store.MarkRunning(ctx, cmd.ID)
-			}
-			continue
+		onAgent := reported[cmd.ID]
+		delete(reported, cmd.ID)
+		if onAgent && cmd.Status != fleet.StatusRunning {
+			_ = s.store.MarkRunning(ctx, cmd.ID)
 		}
-		switch cmd.Status {
-		case fleet.StatusQueued:
-			if !cmd.ExpiresAt.IsZero() && now.After(cmd.ExpiresAt) {
-				continue // the loop expires it
-			}
-		case fleet.StatusPending, fleet.StatusDispatched:
+		switch {
+		case !cmd.CancelRequestedAt.IsZero():
+			_ = s.send(agentID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: cmd.ID})
+		case onAgent || !deliverable(*cmd, now): // nothing to send
 		default:
-			continue // running on the server's books: its result is due, or it times out
-		}
-		if err := s.deliver(ctx, cmd); err != nil {
-			s.log.Error("re-delivering a command failed", "command_id", cmd.ID, "client_id", agentID, "err", err)
+			if err := s.deliver(ctx, cmd); err != nil {
+				s.log.Error("re-delivering a command failed", "command_id", cmd.ID, "client_id", agentID, "err", err)
+			}
 		}
 	}
 	for id := range reported {
 		_ = s.send(agentID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: id})
 	}
+}
+
+// deliverable reports whether Connected should (re)send a live command the
+// agent does not report running: a running one is not (its result is due,
+// or it times out), nor a queued one past its TTL (the loop expires it).
+func deliverable(cmd fleet.Command, now time.Time) bool {
+	switch cmd.Status {
+	case fleet.StatusQueued:
+		return cmd.ExpiresAt.IsZero() || !now.After(cmd.ExpiresAt)
+	case fleet.StatusPending, fleet.StatusDispatched:
+		return true
+	}
+	return false
 }
 
 // Accepted moves a delivered command to running.

@@ -132,6 +132,10 @@ type Command struct {
 	Truncated bool   `json:"truncated"`
 	// Error is the reason for a non-completed terminal state.
 	Error string `json:"error,omitempty"`
+	// CancelRequestedAt is when an operator first asked to cancel the
+	// command (zero if nobody did), and CancelRequestedBy who.
+	CancelRequestedAt time.Time `json:"cancel_requested_at,omitzero"`
+	CancelRequestedBy string    `json:"cancel_requested_by,omitempty"`
 }
 
 // CommandResult is a terminal outcome applied with Store.FinishCommand.

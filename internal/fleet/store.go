@@ -62,6 +62,9 @@ type CommandStore interface {
 	MarkDispatched(ctx context.Context, id string, at time.Time) error
 	// MarkRunning moves a live command to running.
 	MarkRunning(ctx context.Context, id string) error
+	// RequestCancel records that by asked at at to cancel a live command,
+	// keeping the first request; a terminal command is ErrAlreadyFinal.
+	RequestCancel(ctx context.Context, id, by string, at time.Time) error
 	// FinishCommand applies a terminal result once; later calls return
 	// ErrAlreadyFinal and change nothing.
 	FinishCommand(ctx context.Context, id string, r CommandResult) error

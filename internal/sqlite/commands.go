@@ -23,7 +23,7 @@ const expiredReason = "queued command expired before the agent connected"
 // commandColumns are the columns scanCommand reads.
 const commandColumns = `id, client_id, command, args, timeout_ms, status, requested_by, batch_id,
 	expires_at, created_at, dispatched_at, finished_at, attempts, exit_code, stdout, stderr,
-	truncated, error`
+	truncated, error, cancel_requested_at, cancel_requested_by`
 
 // scanCommand reads one row of commandColumns.
 func scanCommand(sc scanner) (fleet.Command, error) {
@@ -32,7 +32,7 @@ func scanCommand(sc scanner) (fleet.Command, error) {
 	err := sc.Scan(&c.ID, &c.ClientID, &c.Command, jsonDest{&c.Args}, &timeoutMS, &c.Status,
 		&c.RequestedBy, &c.BatchID, timeDest{&c.ExpiresAt}, timeDest{&c.CreatedAt},
 		timeDest{&c.DispatchedAt}, timeDest{&c.FinishedAt}, &c.Attempts, &c.ExitCode,
-		&c.Stdout, &c.Stderr, &c.Truncated, &c.Error)
+		&c.Stdout, &c.Stderr, &c.Truncated, &c.Error, timeDest{&c.CancelRequestedAt}, &c.CancelRequestedBy)
 	c.Timeout = time.Duration(timeoutMS) * time.Millisecond
 	return c, err
 }
@@ -43,10 +43,11 @@ func (s *Store) CreateCommand(ctx context.Context, c fleet.Command) error {
 	args, err := encodeJSON(c.Args, "[]")
 	if err == nil {
 		_, err = s.writer.ExecContext(ctx, `INSERT INTO commands (`+commandColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.ID, c.ClientID, c.Command, args, c.Timeout.Milliseconds(), c.Status, c.RequestedBy,
 			c.BatchID, encodeTime(c.ExpiresAt), encodeTime(c.CreatedAt), encodeTime(c.DispatchedAt),
-			encodeTime(c.FinishedAt), c.Attempts, c.ExitCode, c.Stdout, c.Stderr, c.Truncated, c.Error)
+			encodeTime(c.FinishedAt), c.Attempts, c.ExitCode, c.Stdout, c.Stderr, c.Truncated, c.Error,
+			encodeTime(c.CancelRequestedAt), c.CancelRequestedBy)
 	}
 	if err != nil {
 		return fmt.Errorf("sqlite: create command %s: %w", c.ID, conflict(err))
@@ -85,6 +86,19 @@ func (s *Store) MarkRunning(ctx context.Context, id string) error {
 		WHERE id = ? AND status IN `+liveStatuses, id)
 	if err != nil {
 		return fmt.Errorf("sqlite: mark command %s running: %w", id, err)
+	}
+	return nil
+}
+
+// RequestCancel records that by asked at at to cancel a live command. The
+// first request is kept: later ones change nothing and succeed. A terminal
+// command is fleet.ErrAlreadyFinal.
+func (s *Store) RequestCancel(ctx context.Context, id, by string, at time.Time) error {
+	err := s.transition(ctx, id, `UPDATE commands SET cancel_requested_at = coalesce(cancel_requested_at, ?),
+		cancel_requested_by = CASE WHEN cancel_requested_at IS NULL THEN ? ELSE cancel_requested_by END
+		WHERE id = ? AND status IN `+liveStatuses, encodeTime(at), by, id)
+	if err != nil {
+		return fmt.Errorf("sqlite: request cancel of command %s: %w", id, err)
 	}
 	return nil
 }

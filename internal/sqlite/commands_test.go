@@ -3,6 +3,7 @@ package sqlite
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		Timeout: 90 * time.Second, Status: fleet.StatusFailed, RequestedBy: "alice", BatchID: "b1",
 		ExpiresAt: at(time.Hour), CreatedAt: at(0), DispatchedAt: at(time.Second), FinishedAt: at(2 * time.Second),
 		Attempts: 2, ExitCode: &code, Stdout: "out\x00bin", Stderr: "err ✓", Truncated: true, Error: "exit status 3",
+		CancelRequestedAt: at(1500 * time.Millisecond), CancelRequestedBy: "bob",
 	}
 	createCommands(t, s, c)
 	checkCommand(t, s, c)
@@ -130,6 +132,7 @@ func TestCommandNotFound(t *testing.T) {
 		"Command":        func() error { _, err := s.Command(ctx, "nope"); return err },
 		"MarkDispatched": func() error { return s.MarkDispatched(ctx, "nope", at(0)) },
 		"MarkRunning":    func() error { return s.MarkRunning(ctx, "nope") },
+		"RequestCancel":  func() error { return s.RequestCancel(ctx, "nope", "op", at(0)) },
 		"FinishCommand": func() error {
 			return s.FinishCommand(ctx, "nope", fleet.CommandResult{Status: fleet.StatusCompleted, At: at(0)})
 		},
@@ -141,6 +144,45 @@ func TestCommandNotFound(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "nope") {
 			t.Errorf("%s: error %q does not name the id", name, err)
 		}
+	}
+}
+
+func TestRequestCancel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	c, done := newCommand("c1", "a1", 0), newCommand("c2", "a1", time.Minute)
+	createCommands(t, s, c, done)
+	if err := s.RequestCancel(ctx, "c1", "alice", at(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestCancel(ctx, "c1", "bob", at(2*time.Second)); err != nil {
+		t.Fatalf("second request: %v", err)
+	}
+	c.CancelRequestedAt, c.CancelRequestedBy = at(time.Second), "alice"
+	checkCommand(t, s, c)
+
+	if err := s.FinishCommand(ctx, "c2", fleet.CommandResult{Status: fleet.StatusCompleted, At: at(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "RequestCancel of a terminal command", s.RequestCancel(ctx, "c2", "alice", at(time.Second)), fleet.ErrAlreadyFinal)
+	if got, _ := s.Command(ctx, "c2"); !got.CancelRequestedAt.IsZero() || got.CancelRequestedBy != "" {
+		t.Errorf("terminal command changed: %+v", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openPath(t, path)
+	live, err := s.LiveCommands(ctx, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != 1 || !reflect.DeepEqual(live[0], c) {
+		t.Errorf("LiveCommands after reopen = %+v, want [%+v]", live, c)
 	}
 }
 
