@@ -45,6 +45,14 @@ type Config struct {
 	Runner Runner
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
+	// JournalPath, if set, is a file (created with mode 0600) where the
+	// agent records the commands it starts, their results until the server
+	// acknowledges them, and the ids of the last acknowledged ones, so that
+	// a new agent process neither runs a command again nor loses a result.
+	// A command that was running when the previous process died is reported
+	// failed, not run again. Empty means the agent remembers all this in
+	// memory only.
+	JournalPath string
 
 	// MinBackoff and MaxBackoff bound the reconnect delay: the n-th
 	// consecutive retry waits a random time in [0, min(MaxBackoff,
@@ -109,6 +117,9 @@ type Agent struct {
 	// the server's inbound message rate limit.
 	outputBudget rateBudget
 
+	// journal records the commands' progress; set before any session.
+	journal commandJournal
+
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 	results resultCache
@@ -141,6 +152,7 @@ func New(cfg Config) (*Agent, error) {
 		httpClient:   cfg.HTTPClient,
 		facts:        hostFacts(cfg.Facts),
 		running:      make(map[string]context.CancelCauseFunc),
+		journal:      memoryOnly{},
 		outputBudget: rateBudget{rate: outputMessagesPerSecond, burst: outputMessagesPerSecond},
 	}
 	a.facts.Allowed = a.allow.Names()
@@ -193,11 +205,20 @@ func hostFacts(f agentproto.Hello) agentproto.Hello {
 // done it closes the connection with status 1000, stops running commands
 // and returns nil. It returns early only with an error wrapping
 // [ErrRevoked] (the server closed with agentproto.CloseRevoked) or
-// [ErrUnauthorized] (the server refused the credential); retrying with the
-// same credential cannot succeed. Run may be called only once.
+// [ErrUnauthorized] (the server refused the credential), as retrying with
+// the same credential cannot succeed, or, before connecting, if it cannot
+// read or rewrite the journal ([Config.JournalPath]). Run may be called only
+// once.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called more than once")
+	}
+	if a.cfg.JournalPath != "" {
+		j, err := a.replayJournal(a.cfg.JournalPath)
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		defer j.Close() // after the commands have stopped
 	}
 	cmdCtx, stopCommands := context.WithCancelCause(context.WithoutCancel(ctx))
 	a.cmdCtx = cmdCtx
@@ -247,4 +268,32 @@ func (a *Agent) connectOnce(ctx context.Context) (lasted time.Duration, err erro
 		a.cfg.OnDisconnected(err)
 	}
 	return time.Since(start), err
+}
+
+// replayJournal opens the journal at path, loads what it remembers and
+// makes the agent record into it.
+func (a *Agent) replayJournal(path string) (*journal, error) {
+	j, err := openJournal(path, a.log)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	acked, unacked, err := j.Replay(now)
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	a.mu.Lock()
+	for _, id := range acked {
+		a.results.add(agentproto.CommandResult{CommandID: id, Status: agentproto.ResultFailed, ExitCode: -1,
+			Error: ackedBeforeError, StartedAt: now, FinishedAt: now}, now)
+		a.results.ack(id)
+	}
+	for _, res := range unacked {
+		a.storeResultLocked(res)
+	}
+	a.mu.Unlock()
+	a.journal = j
+	a.log.Info("journal replayed", "path", path, "unacked_results", len(unacked), "acked_ids", len(acked))
+	return j, nil
 }

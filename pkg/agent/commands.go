@@ -67,9 +67,9 @@ func (a *Agent) handleRequest(s *session, req agentproto.CommandRequest) {
 		return
 	}
 	if res, refused := a.refuse(req); refused {
-		a.storeResultLocked(res)
 		a.mu.Unlock()
 		a.log.Warn("command refused", "command_id", req.CommandID, "command", req.Command, "status", res.Status, "error", res.Error)
+		a.finish(res)
 		s.sendResult(res)
 		return
 	}
@@ -110,22 +110,42 @@ func (a *Agent) refuse(req agentproto.CommandRequest) (agentproto.CommandResult,
 
 // execute runs an accepted command to its end and reports the result.
 func (a *Agent) execute(ctx context.Context, req agentproto.CommandRequest, maxOutput int64) {
+	res := a.run(ctx, req, maxOutput)
+	a.finish(res)
+	a.log.Info("command finished", "command_id", req.CommandID, "status", res.Status, "exit_code", res.ExitCode)
+	if s := a.current.Load(); s != nil {
+		s.sendResult(res)
+	}
+}
+
+// run journals the start of a command, runs it and returns its result. A
+// command whose start cannot be journaled fails without running.
+func (a *Agent) run(ctx context.Context, req agentproto.CommandRequest, maxOutput int64) agentproto.CommandResult {
+	res := agentproto.CommandResult{CommandID: req.CommandID, ExitCode: -1, StartedAt: time.Now().UTC()}
+	if err := a.journal.Started(req.CommandID, res.StartedAt); err != nil {
+		res.FinishedAt, res.Status, res.Error = res.StartedAt, agentproto.ResultFailed, "not started: "+err.Error()
+		return res
+	}
 	out := newOutputCollector(req.CommandID, maxOutput, a.emitOutput)
-	res := agentproto.CommandResult{CommandID: req.CommandID, StartedAt: time.Now().UTC()}
 	code, err := a.runner.Run(ctx, Command{ID: req.CommandID, Name: req.Command, Args: req.Args},
 		out.writer(stdoutIdx), out.writer(stderrIdx))
 	res.FinishedAt = time.Now().UTC()
 	res.ExitCode = code
 	res.Stdout, res.Stderr, res.Truncated = out.close()
 	res.Status, res.Error = outcome(ctx, code, err)
+	return res
+}
+
+// finish records a command's final result, in the journal first, and ends
+// its running state.
+func (a *Agent) finish(res agentproto.CommandResult) {
+	if err := a.journal.Finished(res); err != nil {
+		a.log.Error("result not journaled; it is kept in memory only", "command_id", res.CommandID, "error", err)
+	}
 	a.mu.Lock()
-	delete(a.running, req.CommandID)
+	delete(a.running, res.CommandID)
 	a.storeResultLocked(res)
 	a.mu.Unlock()
-	a.log.Info("command finished", "command_id", req.CommandID, "status", res.Status, "exit_code", code)
-	if s := a.current.Load(); s != nil {
-		s.sendResult(res)
-	}
 }
 
 // outcome maps how a command ended to its result status and error text.
@@ -177,6 +197,8 @@ func (a *Agent) ackResult(id string) {
 	a.mu.Unlock()
 	if !known {
 		a.log.Debug("result_ack for an unknown command", "command_id", id)
+	} else if err := a.journal.Acked(id); err != nil {
+		a.log.Warn("acknowledgement not journaled", "command_id", id, "error", err)
 	}
 }
 

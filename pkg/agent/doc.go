@@ -10,7 +10,8 @@
 //     one process group per command), streams their output, and reports
 //     results until the server acknowledges them. It reconnects with
 //     exponential backoff and full jitter until its context is cancelled or
-//     the server revokes its credential.
+//     the server revokes its credential. With [Config.JournalPath] it keeps
+//     what it must remember across its own restarts in a file.
 //   - [AllowList] decides which executables the server may run.
 //   - [HeartbeatGroup] drives the heartbeats of many agents in one process
 //     from a single goroutine (load simulation).

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"github.com/home-console/client-manager/pkg/agent"
@@ -48,7 +49,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 }
 
 type agentOptions struct {
-	server, token, credFile, name, labels, allow, level, caFile string
+	server, token, credFile, journalFile, name, labels, allow, level, caFile string
 }
 
 func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agentOptions, error) {
@@ -59,6 +60,7 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 	e.string(&o.server, "server", "AGENT_SERVER", "http://localhost:10000", "client manager base URL")
 	e.string(&o.token, "enroll-token", "AGENT_ENROLL_TOKEN", "", "enrollment token, or @file to read it from a file; used only when no credential is stored")
 	e.string(&o.credFile, "credential-file", "AGENT_CREDENTIAL_FILE", defaultCredentialFile(getenv), "where the agent credential is stored")
+	e.string(&o.journalFile, "journal-file", "AGENT_JOURNAL_FILE", "", "where the agent journals its commands, so that a restarted agent neither runs one again nor loses its result (default: journal.jsonl next to the credential file)")
 	e.string(&o.name, "name", "AGENT_NAME", "", "agent name given at enrollment (default: host name)")
 	e.string(&o.labels, "labels", "AGENT_LABELS", "", "labels as key=value,key=value")
 	e.string(&o.allow, "allow", "AGENT_ALLOW", DefaultAllow, "comma-separated executables the server may run (names, or exact absolute paths)")
@@ -76,6 +78,9 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.journalFile == "" {
+		o.journalFile = filepath.Join(filepath.Dir(o.credFile), "journal.jsonl")
 	}
 	return o, nil
 }
@@ -109,7 +114,7 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	a, err := agent.New(agent.Config{
 		ServerURL: o.server, Credential: cred.Credential, Facts: facts,
-		Allowed: splitList(o.allow), Logger: log, HTTPClient: client,
+		Allowed: splitList(o.allow), Logger: log, HTTPClient: client, JournalPath: o.journalFile,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "agent:", err)

@@ -28,8 +28,17 @@ func TestFlagsOverrideEnvOverrideDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.server != "http://env:1" || o.allow != "uptime,df" || o.level != "info" ||
-		o.credFile != "/home/u/.local/state/cm-agent/credential.json" {
+		o.credFile != "/home/u/.local/state/cm-agent/credential.json" ||
+		o.journalFile != "/home/u/.local/state/cm-agent/journal.jsonl" {
 		t.Errorf("options %+v", o)
+	}
+	o, err = parseAgentFlags([]string{"--credential-file", "/etc/cm/cred.json"}, env, &stderr)
+	if err != nil || o.journalFile != "/etc/cm/journal.jsonl" {
+		t.Errorf("journal next to --credential-file: %q %v", o.journalFile, err)
+	}
+	env = envOf(map[string]string{"AGENT_JOURNAL_FILE": "/var/j.jsonl", "HOME": "/home/u"})
+	if o, err = parseAgentFlags(nil, env, &stderr); err != nil || o.journalFile != "/var/j.jsonl" {
+		t.Errorf("AGENT_JOURNAL_FILE: %q %v", o.journalFile, err)
 	}
 	if _, err := parseAgentFlags([]string{"extra"}, env, &stderr); err == nil {
 		t.Error("a stray argument was accepted")
@@ -115,6 +124,9 @@ func TestMainEnrollsRunsCommandsAndHandlesRevocation(t *testing.T) {
 	cancel()
 	if c := waitCode(t, code, stderr); c != ExitOK {
 		t.Fatalf("exit %d after cancel, want 0; stderr:\n%s", c, stderr)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "state", "journal.jsonl")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("journal next to the credential: %v %v", fi, err)
 	}
 
 	_, code, stderr = startMain(t, args, env)
