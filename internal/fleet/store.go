@@ -28,8 +28,12 @@ type AgentStore interface {
 	AgentSecretHash(ctx context.Context, id string) (hash []byte, revoked bool, err error)
 	// TouchAgent records a connection: facts, address and time.
 	TouchAgent(ctx context.Context, id string, facts AgentFacts, addr string, at time.Time) error
-	// SeenAgent updates only the last-seen time (heartbeats, disconnects).
+	// SeenAgent updates only the last-seen time (disconnects).
 	SeenAgent(ctx context.Context, id string, at time.Time) error
+	// SeenAgents updates the last-seen times of many agents (batched
+	// heartbeats) in one transaction. Unknown ids are ignored, and a
+	// stored time is never moved backwards.
+	SeenAgents(ctx context.Context, at map[string]time.Time) error
 	// ListAgents returns the page selected by f and the total matching.
 	ListAgents(ctx context.Context, f AgentFilter) ([]Agent, int, error)
 	// RevokeAgent marks the agent revoked, or ErrNotFound.

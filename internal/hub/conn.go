@@ -31,9 +31,8 @@ type conn struct {
 	ready        atomic.Bool  // hello answered; set under the registry shard lock
 
 	// Reader only.
-	lastSeenStored int64   // hub.now() of the last SeenAgent write
-	tokens         float64 // inbound message token bucket
-	tokensAt       int64
+	tokens   float64 // inbound message token bucket
+	tokensAt int64
 
 	mu      sync.Mutex
 	queue   [][]byte // encoded frames waiting for the writer

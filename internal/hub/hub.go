@@ -8,7 +8,9 @@
 // state plus the WebSocket library's; a writer goroutine exists only while
 // messages are queued for it. There are no per-connection timers: one
 // sweeper goroutine checks every connection's last activity each
-// SweepInterval and enforces the hello and liveness timeouts. Sends never
+// SweepInterval and enforces the hello and liveness timeouts, and one
+// flusher goroutine writes the agents' heartbeat times to the store in one
+// batch each SeenInterval. Sends never
 // block: they enqueue on a bounded per-agent queue, and an agent whose
 // queue overflows is disconnected (4004) instead of stalling anyone.
 package hub
@@ -99,8 +101,9 @@ type Config struct {
 	// SweepInterval is how often liveness is checked (default 1s), so a
 	// vanished peer is offline within LivenessTimeout + SweepInterval.
 	SweepInterval time.Duration
-	// SeenInterval is the minimum time between last-seen writes to the
-	// store for one agent's heartbeats (default 30s).
+	// SeenInterval is how often the last-seen times of heartbeating agents
+	// are written to the store, all in one transaction (default 30s).
+	// Disconnects are written at once.
 	SeenInterval time.Duration
 	// MaxOutputBytes is advertised in welcome: the most output per
 	// command the server keeps (default 512 KiB). Keep it equal to
@@ -183,11 +186,15 @@ type Hub struct {
 	wg       sync.WaitGroup // connection goroutines
 	stop     chan struct{}
 	swept    chan struct{}
+	flushed  chan struct{} // closed when flushLoop returns
+
+	seen seenTimes // heartbeat times not yet written to the store
 }
 
 type sinkRef struct{ CommandSink }
 
-// New returns a Hub and starts its liveness sweeper; Shutdown stops both.
+// New returns a Hub and starts its liveness sweeper and last-seen flusher;
+// Shutdown stops them.
 func New(cfg Config, auth Authenticator, store fleet.Store, bus *events.Bus, log *slog.Logger) *Hub {
 	cfg = cfg.withDefaults()
 	h := &Hub{
@@ -201,8 +208,11 @@ func New(cfg Config, auth Authenticator, store fleet.Store, bus *events.Bus, log
 		connect: newBucket(cfg.ConnectRate, cfg.ConnectBurst),
 		stop:    make(chan struct{}),
 		swept:   make(chan struct{}),
+		flushed: make(chan struct{}),
+		seen:    seenTimes{at: make(map[string]time.Time)},
 	}
 	go h.sweep()
+	go h.flushLoop()
 	return h
 }
 
@@ -277,7 +287,9 @@ func (h *Hub) Disconnect(agentID string, code websocket.StatusCode, reason strin
 // Shutdown refuses new connections, closes every connection with 1001
 // "server shutting down" and waits for them to finish the close handshake
 // until ctx ends; then it cuts the remaining ones and returns ctx.Err().
-// It also stops the sweeper. Calling it again waits again.
+// It also stops the sweeper and the flusher, and writes the pending
+// heartbeat times to the store once before returning. Calling it again
+// waits again.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	first := !h.draining
@@ -287,6 +299,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		close(h.stop)
 	}
 	<-h.swept
+	<-h.flushed
+	// Flush after the connections are done, so no heartbeat is left behind.
+	defer h.flushSeen()
 	conns := h.reg.collect(nil, nil)
 	for _, c := range conns {
 		h.closeAsync(c, websocket.StatusGoingAway, "server shutting down")

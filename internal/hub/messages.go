@@ -90,7 +90,6 @@ func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int6
 		// A newer connection replaced this one meanwhile; it is closing.
 		return agentproto.CloseReplaced, "replaced by a newer connection", false
 	}
-	c.lastSeenStored = now
 	h.bus.Publish(events.Event{
 		Type: events.ClientConnected, ClientID: c.agentID,
 		Data: map[string]string{"remote_addr": c.remoteAddr, "hostname": hello.Hostname, "version": hello.Version},
@@ -110,20 +109,11 @@ func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int6
 	return 0, "", false
 }
 
-// onHeartbeat answers heartbeat_ack and records last-seen at most every
-// SeenInterval.
+// onHeartbeat answers heartbeat_ack and records the last-seen time for
+// the hub's next batched write (see Hub.flushSeen).
 func (c *conn) onHeartbeat(env agentproto.Envelope, now int64) {
-	h := c.hub
 	c.reply(agentproto.TypeHeartbeatAck, env.ID, nil)
-	if now-c.lastSeenStored < int64(h.cfg.SeenInterval) {
-		return
-	}
-	c.lastSeenStored = now
-	ctx, cancel := h.callCtx()
-	defer cancel()
-	if err := h.store.SeenAgent(ctx, c.agentID, time.Now().UTC()); err != nil {
-		h.log.Warn("recording agent last-seen failed", "agent_id", c.agentID, "err", err)
-	}
+	c.hub.seen.record(c.agentID, c.hub.wall(now))
 }
 
 // onResult hands a result to the sink and acknowledges it once it is

@@ -118,6 +118,35 @@ func (s *Store) SeenAgent(ctx context.Context, id string, at time.Time) error {
 	return nil
 }
 
+// SeenAgents sets the last-seen time of many agents in one transaction.
+// Unknown ids and zero times are ignored, and a time older than the
+// stored one leaves it unchanged.
+func (s *Store) SeenAgents(ctx context.Context, at map[string]time.Time) error {
+	if len(at) == 0 {
+		return nil
+	}
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE agents SET last_seen = max(coalesce(last_seen, 0), ?) WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for id, t := range at {
+			if t.IsZero() {
+				continue
+			}
+			if _, err := stmt.ExecContext(ctx, encodeTime(t), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: seen %d agents: %w", len(at), err)
+	}
+	return nil
+}
+
 // ListAgents returns the page of agents selected by f, ordered by first
 // seen time then id, and the number of agents matching f. The page size is
 // f.Limit, 100 if unset, at most 1000.

@@ -220,3 +220,43 @@ func TestListAgentsLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestSeenAgents(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	for _, id := range []string{"a", "b", "c"} {
+		if err := s.CreateAgent(ctx, fleet.Agent{ID: id, LastSeen: at(time.Hour)}, []byte("h")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateAgent(ctx, fleet.Agent{ID: "never"}, []byte("h")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		at   map[string]time.Time
+		want map[string]time.Time
+	}{
+		{"empty is a no-op", nil,
+			map[string]time.Time{"a": at(time.Hour), "b": at(time.Hour), "c": at(time.Hour), "never": {}}},
+		{"several ids, unknown ignored",
+			map[string]time.Time{"a": at(2 * time.Hour), "b": at(3 * time.Hour), "never": at(time.Minute), "ghost": at(0)},
+			map[string]time.Time{"a": at(2 * time.Hour), "b": at(3 * time.Hour), "c": at(time.Hour), "never": at(time.Minute)}},
+		{"older time does not move it backwards",
+			map[string]time.Time{"a": at(time.Hour), "b": at(4 * time.Hour), "c": {}},
+			map[string]time.Time{"a": at(2 * time.Hour), "b": at(4 * time.Hour), "c": at(time.Hour), "never": at(time.Minute)}},
+	} {
+		if err := s.SeenAgents(ctx, tc.at); err != nil {
+			t.Fatalf("%s: SeenAgents: %v", tc.name, err)
+		}
+		for id, want := range tc.want {
+			a, err := s.Agent(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !a.LastSeen.Equal(want) {
+				t.Errorf("%s: %s last seen %v, want %v", tc.name, id, a.LastSeen, want)
+			}
+		}
+	}
+}

@@ -58,3 +58,27 @@ func BenchmarkListAgents(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkSeenAgents1000(b *testing.B) {
+	const n = 1000
+	s := openStore(b)
+	ctx := b.Context()
+	seen := make(map[string]time.Time, n)
+	for i := range n {
+		id := fmt.Sprintf("agent-%04d", i)
+		if err := s.CreateAgent(ctx, fleet.Agent{ID: id, FirstSeen: at(0)}, []byte(id)); err != nil {
+			b.Fatal(err)
+		}
+		seen[id] = at(0)
+	}
+	d := time.Duration(0)
+	for b.Loop() {
+		d += time.Second
+		for id := range seen {
+			seen[id] = at(d)
+		}
+		if err := s.SeenAgents(ctx, seen); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/home-console/client-manager/internal/enroll"
 	"github.com/home-console/client-manager/internal/events"
+	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/hub"
 	"github.com/home-console/client-manager/internal/sqlite"
 	"github.com/home-console/client-manager/pkg/agentproto"
@@ -43,6 +44,13 @@ type Env struct {
 // Start runs an Env with cfg until the test ends.
 func Start(t testing.TB, cfg hub.Config) *Env {
 	t.Helper()
+	return StartWith(t, cfg, nil)
+}
+
+// StartWith is Start with the hub's store wrapped by wrap (if not nil),
+// e.g. to count or fail store calls; Env.Store is the unwrapped store.
+func StartWith(t testing.TB, cfg hub.Config, wrap func(fleet.Store) fleet.Store) *Env {
+	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "cm.db"))
 	if err != nil {
@@ -54,7 +62,11 @@ func Start(t testing.TB, cfg hub.Config) *Env {
 	}
 	bus := events.New()
 	en := enroll.New(store, bus, log, enroll.Options{AttemptsPerMinute: 600})
-	h := hub.New(cfg, en, store, bus, log)
+	var hs fleet.Store = store
+	if wrap != nil {
+		hs = wrap(store)
+	}
+	h := hub.New(cfg, en, hs, bus, log)
 	mux := http.NewServeMux()
 	mux.Handle(agentproto.PathWebSocket, h.Handler())
 	mux.Handle(agentproto.PathEnroll, en.Handler())
