@@ -14,12 +14,14 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/internal/supervisor"
 )
 
@@ -35,6 +37,12 @@ type Config struct {
 	Version string
 	// StartedAt is when the runtime started.
 	StartedAt time.Time
+	// FailureRate and FailureBurst bound wrong-token attempts per second
+	// per caller IP (defaults 1/s, burst 10): past them the caller gets 429
+	// and no token is checked, so a token cannot be guessed at network
+	// speed. Callers with the right token are never limited.
+	FailureRate  float64
+	FailureBurst int
 }
 
 // server holds the handlers' dependencies.
@@ -42,11 +50,16 @@ type server struct {
 	plugins *supervisor.Group
 	cfg     Config
 	log     *slog.Logger
+	// failures limits wrong-token attempts per caller IP.
+	failures *ratelimit.Limiter
 }
 
 // New returns the admin API handler over the plugins of g.
 func New(g *supervisor.Group, cfg Config, log *slog.Logger) http.Handler {
-	s := &server{plugins: g, cfg: cfg, log: log}
+	if cfg.FailureRate <= 0 {
+		cfg.FailureRate, cfg.FailureBurst = 1, 10
+	}
+	s := &server{plugins: g, cfg: cfg, log: log, failures: ratelimit.New(cfg.FailureRate, cfg.FailureBurst, 0)}
 	r := httpjson.NewEngine()
 	api := r.Group(Prefix)
 	api.GET("/health", s.health)
@@ -60,14 +73,22 @@ func New(g *supervisor.Group, cfg Config, log *slog.Logger) http.Handler {
 }
 
 // authenticate checks the bearer token, in constant time, when one is
-// configured.
+// configured. A caller over its wrong-token limit gets 429 before any
+// check.
 func (s *server) authenticate(c *gin.Context) {
 	if s.cfg.Token == "" {
+		return
+	}
+	ip, now := c.RemoteIP(), time.Now()
+	if wait, ok := s.failures.Ready(ip, now); !ok {
+		c.Header("Retry-After", strconv.Itoa(ratelimit.RetryAfter(wait)))
+		httpjson.Error(c, http.StatusTooManyRequests, "rate_limited", "too many wrong tokens from this address; retry later")
 		return
 	}
 	got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
 	gotSum, wantSum := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.Token))
 	if !ok || subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) != 1 {
+		s.failures.Allow(ip, now)
 		c.Header("WWW-Authenticate", `Bearer realm="runtime admin API"`)
 		httpjson.Error(c, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
 	}

@@ -3,6 +3,7 @@ package adminapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -189,6 +190,38 @@ func TestToken(t *testing.T) {
 	}
 	if status, body := call(t, srv, "GET", "/api/admin/v1/health", ""); status != http.StatusOK || body["status"] != "ok" {
 		t.Errorf("health without token: %d %v", status, body)
+	}
+}
+
+func TestTokenGuessingIsRateLimited(t *testing.T) {
+	srv := newServer(t, "s3cret")
+	limited := 0
+	for i := 0; i < 100 && limited == 0; i++ {
+		status, body := call(t, srv, "GET", "/api/admin/v1/plugins", fmt.Sprintf("guess-%d", i))
+		switch {
+		case status == http.StatusTooManyRequests && errorCode(body) == "rate_limited":
+			limited = i
+		case status != http.StatusUnauthorized:
+			t.Fatalf("guess %d: %d %v", i, status, body)
+		}
+	}
+	if limited != 10 {
+		t.Fatalf("limited after %d wrong tokens, want after the burst of 10", limited)
+	}
+	if status, _ := call(t, srv, "GET", "/api/admin/v1/plugins", "s3cret"); status != http.StatusTooManyRequests {
+		t.Errorf("the right token while limited: %d, want 429 (no check at all while limited)", status)
+	}
+	if status, _ := call(t, srv, "GET", "/api/admin/v1/health", ""); status != http.StatusOK {
+		t.Errorf("health while limited: %d", status)
+	}
+}
+
+func TestRightTokenIsNeverLimited(t *testing.T) {
+	srv := newServer(t, "s3cret")
+	for i := 0; i < 100; i++ {
+		if status, body := call(t, srv, "GET", "/api/admin/v1/plugins", "s3cret"); status != http.StatusOK {
+			t.Fatalf("request %d with the right token: %d %v", i, status, body)
+		}
 	}
 }
 

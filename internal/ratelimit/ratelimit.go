@@ -64,6 +64,24 @@ func (l *Limiter) Allow(key string, now time.Time) (time.Duration, bool) {
 	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
 }
 
+// Ready reports whether key's bucket holds a token at time now, without
+// spending it; when it does not, it also returns the time until one is
+// available. It suits limits on failures: check Ready before the attempt,
+// and call Allow only when the attempt failed.
+func (l *Limiter) Ready(key string, now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		return 0, true
+	}
+	tokens := min(l.burst, b.tokens+max(now.Sub(b.last), 0).Seconds()*l.rate)
+	if tokens >= 1 {
+		return 0, true
+	}
+	return time.Duration((1 - tokens) / l.rate * float64(time.Second)), false
+}
+
 // refill returns key's bucket brought up to date at now, creating it if
 // needed. l.mu must be held.
 func (l *Limiter) refill(key string, now time.Time) *bucket {

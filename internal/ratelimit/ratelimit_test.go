@@ -92,3 +92,25 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestReadyDoesNotSpend(t *testing.T) {
+	l := New(1, 2, 0)
+	now := time.Unix(1000, 0)
+	for i := 0; i < 5; i++ {
+		if _, ok := l.Ready("ip", now); !ok {
+			t.Fatalf("Ready %d on a fresh key = false", i)
+		}
+	}
+	l.Allow("ip", now)
+	l.Allow("ip", now)
+	wait, ok := l.Ready("ip", now)
+	if ok || wait != time.Second {
+		t.Fatalf("Ready on an empty bucket = %v, %v; want 1s, false", wait, ok)
+	}
+	if _, ok := l.Ready("ip", now.Add(time.Second)); !ok {
+		t.Fatal("Ready after the refill time = false")
+	}
+	if _, ok := l.Allow("ip", now.Add(time.Second)); !ok {
+		t.Fatal("Ready spent the refilled token")
+	}
+}
