@@ -28,7 +28,8 @@ import (
 
 // Presence tells which agents are connected and disconnects them.
 type Presence interface {
-	Online(agentID string) bool
+	// ConnectedSince reports whether the agent is online and since when.
+	ConnectedSince(agentID string) (time.Time, bool)
 	Disconnect(agentID string, code websocket.StatusCode, reason string) bool
 }
 

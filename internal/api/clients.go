@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
@@ -24,15 +25,18 @@ const (
 type clientView struct {
 	fleet.Agent
 	Status string `json:"status"`
+	// ConnectedAt is when the current connection was made (online only).
+	ConnectedAt *time.Time `json:"connected_at,omitempty"`
 }
 
 func (s *Server) view(a fleet.Agent) clientView {
 	v := clientView{Agent: a, Status: clientOffline}
+	since, online := s.Presence.ConnectedSince(a.ID)
 	switch {
 	case a.Revoked:
 		v.Status = clientRevoked
-	case s.Presence.Online(a.ID):
-		v.Status = clientOnline
+	case online:
+		v.Status, v.ConnectedAt = clientOnline, &since
 	}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}

@@ -46,7 +46,7 @@ func TestRunCommandAndHistory(t *testing.T) {
 		return strings.Contains(string(body), `cm_commands_finished_total{status="completed"} 1`)
 	})
 	code, client := call(t, "GET", base+"/api/clients/"+e.agentID, "")
-	if code != 200 || client["status"] != "online" || client["hostname"] == "" || client["os"] != "linux" {
+	if code != 200 || client["status"] != "online" || client["hostname"] == "" || client["os"] != "linux" || client["connected_at"] == nil {
 		t.Fatalf("client = %d %v", code, client)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -101,4 +102,13 @@ func (a *app) close() error {
 func (a *app) countResponses(c *gin.Context) {
 	c.Next()
 	a.metrics.Add("cm_http_responses_total", "HTTP responses, by status code.", 1, "code", strconv.Itoa(c.Writer.Status()))
+}
+
+// presence adapts the hub to api.Presence.
+type presence struct{ *hub.Hub }
+
+// ConnectedSince implements api.Presence.
+func (p presence) ConnectedSince(agentID string) (time.Time, bool) {
+	sess, ok := p.Session(agentID)
+	return sess.ConnectedAt, ok
 }

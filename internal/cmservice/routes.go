@@ -31,7 +31,7 @@ func (s *Service) routes(a *app) http.Handler {
 	r.GET("/metrics", access.Authenticate(a.tokens), access.Require(access.RoleViewer), gin.WrapH(a.metrics))
 	srv := &api.Server{
 		Store:        a.store,
-		Presence:     a.hub,
+		Presence:     presence{a.hub},
 		Commands:     a.dispatch,
 		Enrollment:   a.enroll,
 		Bus:          a.bus,
