@@ -55,8 +55,31 @@
 //
 // # Manifest
 //
-// The runtime discovers plugins from plugins/<dir>/plugin.json. See the
-// project README for the manifest fields.
+// The runtime discovers plugins from <plugins dir>/<dir>/plugin.json. The
+// file is strict JSON: an unknown field, a wrong type or trailing data makes
+// the plugin invalid (with the reason in the admin API) while every other
+// plugin runs.
+//
+//	{
+//	  "name": "my_plugin",              // required: ^[a-z][a-z0-9_-]{0,62}$, unique
+//	  "version": "1.2.0",               // required: semantic version
+//	  "description": "what it does",
+//	  "dependencies": ["client_manager"], // started before, stopped after this one
+//	  "command": "../../bin/my-plugin", // required: executable, relative to this file
+//	  "args": ["--flag"],
+//	  "env": {"MY_PLUGIN_PORT": "0"},   // added to (and overriding) the runtime's environment
+//	  "enabled": true,
+//	  "restart": {"policy": "always",   // always | on-failure | never
+//	              "initial_backoff": "250ms", "max_backoff": "30s",
+//	              "max_restarts": 5, "window": "60s"},
+//	  "stop_timeout": "10s",            // Stop's deadline, then SIGTERM, then SIGKILL to the process group
+//	  "sha256": "…",                    // optional: checked before every launch
+//	  "mount": "/my-plugin"             // optional: one-port mode path on the runtime's port
+//	}
+//
+// (Comments are for this page only; JSON has none.) The plugin runs in its
+// own process group with the runtime's working directory and environment,
+// minus the runtime's own secrets.
 //
 // # Host side
 //
