@@ -4,6 +4,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -67,6 +69,9 @@ type Server struct {
 	Log    *slog.Logger
 	// MaxBodyBytes bounds request bodies (413 beyond).
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long reading a request body may take (408
+	// beyond); 0 means 10s.
+	BodyTimeout time.Duration
 	// Limiter is the per-caller rate limit (429 beyond).
 	Limiter *ratelimit.Limiter
 	// Origins lists the browser origins allowed besides same-origin ones
@@ -108,12 +113,21 @@ func (s *Server) Register(r gin.IRouter) {
 // bounded by MaxBodyBytes. It writes the error response and returns false
 // on failure.
 func (s *Server) decodeJSON(c *gin.Context, v any) bool {
+	// A body that trickles in slower than this is a slow client (or an
+	// attack holding a connection): 408, not a parse error.
+	timeout := cmp.Or(s.BodyTimeout, defaultBodyTimeout)
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(timeout))
 	err := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, s.MaxBodyBytes), v)
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
 	if err == nil {
 		return true
 	}
 	var tooBig *http.MaxBytesError
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.Header("Connection", "close")
+		httpjson.Error(c, http.StatusRequestTimeout, "request_timeout",
+			fmt.Sprintf("request body not received within %s", timeout))
 	case errors.As(err, &tooBig):
 		httpjson.Error(c, http.StatusRequestEntityTooLarge, "body_too_large",
 			fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit))
@@ -166,6 +180,9 @@ func page(c *gin.Context) (limit, offset int, ok bool) {
 	}
 	return limit, offset, true
 }
+
+// defaultBodyTimeout is Server.BodyTimeout's default.
+const defaultBodyTimeout = 10 * time.Second
 
 // sinceParam reads the optional "since" query parameter (RFC 3339).
 func sinceParam(c *gin.Context) (time.Time, bool) {
