@@ -4,7 +4,9 @@
 package httpjson
 
 import (
+	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 )
@@ -44,4 +46,25 @@ func NewEngine() *gin.Engine {
 		Error(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
 	return e
+}
+
+// Write writes status and the error envelope to a plain net/http response.
+// Gin handlers use [Error], which also aborts the handler chain.
+func Write(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: code, Message: message}})
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header. The scheme is matched case-insensitively (RFC 9110 §11.1);
+// ok is false when the header is missing, has another scheme, or carries
+// no token.
+func BearerToken(h http.Header) (token string, ok bool) {
+	scheme, token, found := strings.Cut(h.Get("Authorization"), " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
 }

@@ -1,5 +1,7 @@
-// Package ratelimit limits how often each caller may do something: one
-// token bucket per key (a principal's name, a remote IP), in bounded memory.
+// Package ratelimit is the project's one token bucket: [Bucket] for a single
+// shared limit (a connect rate, an agent's message budget) and [Limiter]
+// for one bucket per key (a principal's name, a remote IP), in bounded
+// memory.
 package ratelimit
 
 import (
@@ -35,6 +37,46 @@ type bucket struct {
 	last   time.Time
 }
 
+// spend takes one token if one is there and otherwise returns the time
+// until one will be, at refill rate.
+func (b *bucket) spend(rate float64) (time.Duration, bool) {
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0, true
+	}
+	return time.Duration((1 - b.tokens) / rate * float64(time.Second)), false
+}
+
+// Bucket is one token bucket: up to burst events at once, refilled at rate
+// per second; it starts full. Its methods are safe for concurrent use.
+type Bucket struct {
+	rate, burst float64
+
+	mu sync.Mutex
+	b  bucket
+}
+
+// NewBucket returns a full bucket allowing rate (> 0) events per second
+// with bursts of up to burst (at least 1).
+func NewBucket(rate float64, burst int) *Bucket {
+	bu := float64(max(burst, 1))
+	return &Bucket{rate: rate, burst: bu, b: bucket{tokens: bu}}
+}
+
+// Allow spends one token at time now. When the bucket is empty it spends
+// nothing and returns false with the time until a token is available.
+func (b *Bucket) Allow(now time.Time) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.b.last.IsZero() {
+		b.b.last = now
+	} else if elapsed := now.Sub(b.b.last); elapsed > 0 {
+		b.b.tokens = min(b.burst, b.b.tokens+elapsed.Seconds()*b.rate)
+		b.b.last = now
+	}
+	return b.b.spend(b.rate)
+}
+
 // New returns a Limiter allowing rate (> 0) events per second per key with
 // bursts of up to burst (at least 1), keeping at most maxKeys buckets (0
 // means DefaultMaxKeys).
@@ -56,12 +98,7 @@ func New(rate float64, burst, maxKeys int) *Limiter {
 func (l *Limiter) Allow(key string, now time.Time) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.refill(key, now)
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0, true
-	}
-	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
+	return l.refill(key, now).spend(l.rate)
 }
 
 // Ready reports whether key's bucket holds a token at time now, without

@@ -114,3 +114,23 @@ func TestReadyDoesNotSpend(t *testing.T) {
 		t.Fatal("Ready spent the refilled token")
 	}
 }
+
+func TestBucket(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := NewBucket(2, 3)
+	for i := range 3 {
+		if _, ok := b.Allow(now); !ok {
+			t.Fatalf("event %d of the burst refused", i)
+		}
+	}
+	wait, ok := b.Allow(now)
+	if ok || wait != 500*time.Millisecond {
+		t.Fatalf("after the burst: wait %v ok %v, want 500ms false", wait, ok)
+	}
+	if _, ok := b.Allow(now.Add(500 * time.Millisecond)); !ok {
+		t.Fatal("refilled token refused")
+	}
+	if _, ok := b.Allow(now.Add(-time.Second)); ok {
+		t.Fatal("a clock step backwards minted a token")
+	}
+}
