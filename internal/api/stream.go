@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/home-console/client-manager/internal/drain"
 )
 
 // streamKeepAlive is how often an idle event stream gets a comment line.
@@ -17,7 +19,9 @@ const streamKeepAlive = 15 * time.Second
 // with a Server-Sent Events stream: one "event: <type>" / "id: <seq>" /
 // "data: <json>" block per event whose type starts with one of the given
 // prefixes (all events without types). A subscriber that falls behind gets
-// an "event: dropped" block with the number of events it missed.
+// an "event: dropped" block with the number of events it missed. When the
+// server starts to drain (see internal/drain) the stream ends at once with
+// an "event: shutdown" block saying why.
 func (s *Server) streamEvents(c *gin.Context) {
 	var prefixes []string
 	if v := c.Query("types"); v != "" {
@@ -35,11 +39,16 @@ func (s *Server) streamEvents(c *gin.Context) {
 	fmt.Fprint(w, ": connected\n\n")
 	w.Flush()
 
+	ctx, stop := drain.Watch(c.Request.Context())
+	defer stop()
 	keepAlive := time.NewTicker(streamKeepAlive)
 	defer keepAlive.Stop()
 	for {
 		select {
-		case <-c.Request.Context().Done():
+		case <-ctx.Done():
+			if reason, ok := drain.Reason(ctx); ok {
+				writeShutdown(w, reason)
+			}
 			return
 		case <-keepAlive.C:
 			fmt.Fprint(w, ": keep-alive\n\n")
@@ -58,6 +67,16 @@ func (s *Server) streamEvents(c *gin.Context) {
 		}
 		w.Flush()
 	}
+}
+
+// writeShutdown writes a stream's last block: event: shutdown with data
+// {"reason":"..."}.
+func writeShutdown(w gin.ResponseWriter, reason string) {
+	data, _ := json.Marshal(struct {
+		Reason string `json:"reason"`
+	}{reason}) // a struct of one string always encodes
+	fmt.Fprintf(w, "event: shutdown\ndata: %s\n\n", data)
+	w.Flush()
 }
 
 func matches(typ string, prefixes []string) bool {

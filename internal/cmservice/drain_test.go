@@ -1,6 +1,7 @@
 package cmservice
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,4 +97,92 @@ func readEnvelope(ctx context.Context, t *testing.T, conn *websocket.Conn) agent
 		t.Fatalf("frame %q: %v", b, err)
 	}
 	return env
+}
+
+// TestStopEndsLongLivedResponses stops the service while event streams and
+// a synchronous command wait are open: Stop returns at once without a
+// drain error, each stream's last block is "event: shutdown" with the stop
+// reason, and the wait answers 202 with the command still live.
+func TestStopEndsLongLivedResponses(t *testing.T) {
+	svc, base := startService(t, Config{})
+	code, tok := call(t, "POST", base+"/api/enrollment-tokens", `{"name":"drain","uses":1}`)
+	if code != http.StatusCreated {
+		t.Fatalf("token = %d", code)
+	}
+	code, enrolled := call(t, "POST", base+agentproto.PathEnroll, `{"token":"`+tok["token"].(string)+`"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("enroll = %d %v", code, enrolled)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn := dialAgent(ctx, t, base, enrolled["credential"].(string))
+
+	var streams []*bufio.Scanner
+	for range 3 {
+		streams = append(streams, openEvents(ctx, t, base))
+	}
+	waited := make(chan string, 1)
+	go func() {
+		res, err := http.Post(base+"/api/commands/"+enrolled["agent_id"].(string)+"?wait=5m", "application/json",
+			strings.NewReader(`{"command":"uname","timeout":"5m"}`))
+		if err != nil {
+			waited <- err.Error()
+			return
+		}
+		defer res.Body.Close()
+		var cmd struct{ Status string }
+		_ = json.NewDecoder(res.Body).Decode(&cmd)
+		waited <- res.Status + " " + cmd.Status
+	}()
+	if env := readEnvelope(ctx, t, conn); env.Type != agentproto.TypeCommandRequest {
+		t.Fatalf("want command_request, got %+v", env)
+	}
+	go func() { _, _, _ = conn.Read(ctx) }() // answers the server's close
+
+	began := time.Now()
+	if err := svc.Stop(ctx, "operator restart"); err != nil {
+		t.Fatalf("Stop = %v, want no drain error", err)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("Stop took %s with open streams and a wait, want at most 1s", took)
+	}
+	for i, sc := range streams {
+		if last := lastBlock(sc); last != "event: shutdown\n"+`data: {"reason":"operator restart"}` {
+			t.Errorf("stream %d ended with %q, want the shutdown event", i, last)
+		}
+	}
+	if got := <-waited; got != "202 Accepted dispatched" {
+		t.Errorf("synchronous wait during the drain = %q, want 202 with the command dispatched", got)
+	}
+}
+
+// openEvents opens GET /api/events and reads its ": connected" comment.
+func openEvents(ctx context.Context, t *testing.T, base string) *bufio.Scanner {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/events", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = res.Body.Close() })
+	sc := bufio.NewScanner(res.Body)
+	if !sc.Scan() || sc.Text() != ": connected" {
+		t.Fatalf("stream starts with %q: %v", sc.Text(), sc.Err())
+	}
+	return sc
+}
+
+// lastBlock reads the stream to its end and returns its last non-comment
+// block, lines joined by "\n".
+func lastBlock(sc *bufio.Scanner) string {
+	var block, last []string
+	for sc.Scan() {
+		switch line := sc.Text(); {
+		case line == "" && len(block) > 0:
+			last, block = block, nil
+		case line != "" && !strings.HasPrefix(line, ":"):
+			block = append(block, line)
+		}
+	}
+	return strings.Join(last, "\n")
 }

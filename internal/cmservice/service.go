@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/dispatch"
+	"github.com/home-console/client-manager/internal/drain"
 	"github.com/home-console/client-manager/internal/enroll"
 	"github.com/home-console/client-manager/internal/hub"
 )
@@ -87,6 +88,9 @@ type Service struct {
 	srv   *http.Server
 	app   *app
 	done  chan struct{} // closed when Stop has finished
+	// drain ends the long-lived responses (event streams, synchronous
+	// command waits) when Stop begins, so they never hold the drain.
+	drain *drain.Notice
 }
 
 // New returns a Service that is not yet serving.
@@ -97,6 +101,7 @@ func New(cfg Config, log *slog.Logger) *Service {
 		instanceID: newInstanceID(),
 		state:      StateNew,
 		done:       make(chan struct{}),
+		drain:      drain.New(),
 	}
 }
 
@@ -163,7 +168,7 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 	s.app = a
 	s.addr = ln.Addr().String()
 	s.startedAt = time.Now()
-	s.srv = newServer(forwardedCaller(s.cfg.ProxyToken, s.routes(a)), tlsConf, s.log)
+	s.srv = newServer(forwardedCaller(s.cfg.ProxyToken, s.routes(a)), tlsConf, s.drain, s.log)
 	go func() {
 		var err error
 		if tlsConf != nil {
@@ -180,9 +185,12 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 	return s.addr, nil
 }
 
-// Stop drains: readiness turns 503, in-flight requests finish until ctx's
-// deadline, then the listener is closed. Stop is idempotent; later calls
-// wait for the first to finish.
+// Stop drains: readiness turns 503; long-lived responses end at once (an
+// event stream with a last "shutdown" event carrying reason, a
+// synchronous command wait with the command's current state); agents are
+// closed with 1001; other in-flight requests finish until ctx's deadline,
+// then the listener is closed. Stop is idempotent; later calls wait for
+// the first to finish.
 func (s *Service) Stop(ctx context.Context, reason string) error {
 	s.mu.Lock()
 	switch s.state {
@@ -205,6 +213,7 @@ func (s *Service) Stop(ctx context.Context, reason string) error {
 	s.mu.Unlock()
 
 	s.log.Info("client manager draining", "reason", reason)
+	s.drain.Begin(reason)
 	if derr := a.drainAgents(ctx); derr != nil {
 		s.log.Warn("agent drain incomplete", "err", derr)
 	}

@@ -1,12 +1,16 @@
 package cmservice
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
+
+	"github.com/home-console/client-manager/internal/drain"
 )
 
 // loadTLS returns the server's TLS configuration, or nil when neither
@@ -28,12 +32,15 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 
 // newServer returns the HTTP server of the client manager's port. It
 // speaks HTTP/1.1 only, over TLS when tlsConf is not nil: agent WebSocket
-// upgrades need HTTP/1.1, and one protocol keeps the port simple.
-func newServer(h http.Handler, tlsConf *tls.Config, log *slog.Logger) *http.Server {
+// upgrades need HTTP/1.1, and one protocol keeps the port simple. Every
+// request's context carries notice, for long-lived handlers to watch (see
+// internal/drain).
+func newServer(h http.Handler, tlsConf *tls.Config, notice *drain.Notice, log *slog.Logger) *http.Server {
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	return &http.Server{
 		Handler:           h,
+		BaseContext:       func(net.Listener) context.Context { return notice.Attach(context.Background()) },
 		TLSConfig:         tlsConf,
 		Protocols:         &protos,
 		ReadHeaderTimeout: 10 * time.Second,

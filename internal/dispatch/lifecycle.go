@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/home-console/client-manager/internal/drain"
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/pkg/agentproto"
@@ -14,8 +15,9 @@ import (
 // readTimeout bounds the final read of Wait after its context ended.
 const readTimeout = 5 * time.Second
 
-// Wait blocks until the command is terminal or ctx ends, and returns its
-// state then. An ended ctx is not an error: the current (live) state is
+// Wait blocks until the command is terminal, ctx ends or the server
+// carried by ctx begins to drain (see internal/drain), and returns its
+// state then. An ended wait is not an error: the current (live) state is
 // returned, so callers can answer "still running". It returns
 // ErrUnknownCommand for an unknown id. Waiting costs no polling: waiters
 // are woken when this Service finishes the command.
@@ -26,9 +28,11 @@ func (s *Service) Wait(ctx context.Context, id string) (fleet.Command, error) {
 	if err != nil || cmd.Status.Terminal() {
 		return cmd, err
 	}
+	watched, stop := drain.Watch(ctx)
+	defer stop()
 	select {
 	case <-w.done:
-	case <-ctx.Done():
+	case <-watched.Done():
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
 	defer cancel()
