@@ -56,14 +56,14 @@ func (s *Server) streamEvents(c *gin.Context) {
 			if n := sub.Dropped(); n > 0 {
 				fmt.Fprintf(w, "event: dropped\ndata: {\"missed\":%d}\n\n", n)
 			}
-			if !matches(e.Type, prefixes) {
+			if !matches(string(e.Type()), prefixes) {
 				continue
 			}
 			data, err := json.Marshal(e)
 			if err != nil {
 				continue
 			}
-			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, data)
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type(), data)
 		}
 		w.Flush()
 	}

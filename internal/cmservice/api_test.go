@@ -3,6 +3,7 @@ package cmservice
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -224,14 +225,31 @@ func TestEventStream(t *testing.T) {
 	if ct := res.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
-	if code, body := call(t, "POST", base+"/api/commands/"+e.agentID+"/async", `{"command":"uname"}`); code != http.StatusAccepted {
-		t.Fatalf("async = %d %v", code, body)
+	code, cmd := call(t, "POST", base+"/api/commands/"+e.agentID+"/async", `{"command":"uname"}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("async = %d %v", code, cmd)
 	}
 	sc := bufio.NewScanner(res.Body)
 	for sc.Scan() {
-		if sc.Text() == "event: command.finished" {
-			return
+		if sc.Text() != "event: command.finished" {
+			continue
 		}
+		sc.Scan()
+		var got struct {
+			Seq       uint64    `json:"seq"`
+			Type      string    `json:"type"`
+			Time      time.Time `json:"time"`
+			ClientID  string    `json:"client_id"`
+			CommandID string    `json:"command_id"`
+			Data      map[string]any
+		}
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if err := json.Unmarshal([]byte(data), &got); !ok || err != nil || got.Seq == 0 || got.Time.IsZero() ||
+			got.Type != "command.finished" || got.ClientID != e.agentID || got.CommandID != cmd["id"] ||
+			len(got.Data) != 2 || got.Data["status"] != "completed" || got.Data["error"] != "" {
+			t.Fatalf("command.finished data line %q (%v), want the documented fields", sc.Text(), err)
+		}
+		return
 	}
 	t.Fatalf("no command.finished event: %v", sc.Err())
 }

@@ -193,7 +193,7 @@ func (s *Service) Submit(ctx context.Context, req Request) (fleet.Command, error
 		return fleet.Command{}, fmt.Errorf("dispatch: submit: %w", err)
 	}
 	if cmd.Status == fleet.StatusQueued {
-		s.publish(events.CommandQueued, cmd, nil)
+		s.bus.Publish(events.CommandQueued{AgentID: cmd.ClientID, CommandID: cmd.ID})
 		// The agent may have connected after the Online check but before
 		// the command was stored, missing it in its delivery on connect.
 		if !s.hub.Online(cmd.ClientID) {
@@ -254,7 +254,7 @@ func (s *Service) deliver(ctx context.Context, cmd *fleet.Command) error {
 	cmd.Status, cmd.DispatchedAt = fleet.StatusDispatched, now
 	cmd.Attempts++
 	s.track(cmd.ID, cmd.ClientID, now.Add(cmd.Timeout+s.cfg.ResultGrace))
-	s.publish(events.CommandDispatched, *cmd, map[string]any{"attempt": cmd.Attempts})
+	s.bus.Publish(events.CommandDispatched{AgentID: cmd.ClientID, CommandID: cmd.ID, Attempt: cmd.Attempts})
 	err := s.send(cmd.ClientID, agentproto.TypeCommandRequest, agentproto.CommandRequest{
 		CommandID: cmd.ID, Command: cmd.Command, Args: cmd.Args, TimeoutMS: cmd.Timeout.Milliseconds(),
 	})
@@ -273,7 +273,3 @@ func (s *Service) send(clientID, typ string, data any) error {
 }
 
 func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
-
-func (s *Service) publish(typ string, cmd fleet.Command, data any) {
-	s.bus.Publish(events.Event{Type: typ, ClientID: cmd.ClientID, CommandID: cmd.ID, Data: data})
-}

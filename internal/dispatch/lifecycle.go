@@ -126,10 +126,7 @@ func (s *Service) finish(ctx context.Context, cmd fleet.Command, r fleet.Command
 
 // finished announces a command that reached a terminal state.
 func (s *Service) finished(id, clientID string, status fleet.CommandStatus, reason string) {
-	s.bus.Publish(events.Event{
-		Type: events.CommandFinished, ClientID: clientID, CommandID: id,
-		Data: map[string]string{"status": string(status), "error": reason},
-	})
+	s.bus.Publish(events.CommandFinished{AgentID: clientID, CommandID: id, Status: status, Error: reason})
 	s.log.Info("command finished", "command_id", id, "client_id", clientID, "status", string(status))
 	s.mu.Lock()
 	if w := s.waiters[id]; w != nil {

@@ -82,7 +82,7 @@ func (s *Service) Accepted(ctx context.Context, agentID, commandID string) {
 	case err != nil:
 		s.log.Warn("marking a command running failed", "command_id", commandID, "err", err)
 	default:
-		s.bus.Publish(events.Event{Type: events.CommandRunning, ClientID: agentID, CommandID: commandID})
+		s.bus.Publish(events.CommandRunning{AgentID: agentID, CommandID: commandID})
 	}
 }
 
@@ -92,10 +92,7 @@ func (s *Service) Output(_ context.Context, agentID string, out agentproto.Comma
 	if owner, ok := s.owner(out.CommandID); !ok || owner != agentID {
 		return
 	}
-	s.bus.Publish(events.Event{
-		Type: events.CommandOutput, ClientID: agentID, CommandID: out.CommandID,
-		Data: map[string]any{"stream": out.Stream, "seq": out.Seq, "data": out.Data},
-	})
+	s.bus.Publish(events.CommandOutput{AgentID: agentID, CommandID: out.CommandID, Data: out.Data, Seq: out.Seq, Stream: out.Stream})
 }
 
 // Result records a command's terminal report exactly once. It returns nil

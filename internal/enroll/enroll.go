@@ -181,7 +181,7 @@ func (s *Service) Enroll(ctx context.Context, req agentproto.EnrollRequest, remo
 		Time: now, Actor: "enrollment-token:" + tok.ID, Source: remoteAddr,
 		Action: "agent.enroll", Target: id, Result: "ok", Detail: "token " + tok.Name,
 	})
-	s.bus.Publish(events.Event{Type: events.ClientEnrolled, ClientID: id, Data: map[string]string{"name": name, "token_id": tok.ID}})
+	s.bus.Publish(events.AgentEnrolled{AgentID: id, Name: name, TokenID: tok.ID})
 	s.log.Info("agent enrolled", "agent_id", id, "name", name, "token_id", tok.ID, "remote_addr", remoteAddr)
 	return agentproto.EnrollResponse{AgentID: id, Credential: agentproto.FormatCredential(id, sec)}, nil
 }
@@ -226,7 +226,7 @@ func (s *Service) Revoke(ctx context.Context, agentID, by string) error {
 	if err := s.store.RevokeAgent(ctx, agentID, now); err != nil {
 		return fmt.Errorf("enroll: revoke %s: %w", agentID, err)
 	}
-	s.bus.Publish(events.Event{Type: events.ClientRevoked, ClientID: agentID, Data: map[string]string{"by": by}})
+	s.bus.Publish(events.AgentRevoked{AgentID: agentID, By: by})
 	s.log.Info("agent revoked", "agent_id", agentID, "by", by)
 	return nil
 }

@@ -1,36 +1,53 @@
 // Package events is an in-process publish/subscribe bus for the client
-// manager's events (client.connected, command.completed, ...). Publish never
-// blocks: a subscriber that falls behind loses events and is told how many.
+// manager's events (client.connected, command.finished, ...), and the one
+// Go type of each event. Publish never blocks: a subscriber that falls
+// behind loses events and is told how many.
+//
+// Consumers switch on the type of [Event.Payload]; the wire form of an
+// event (the JSON of GET /api/events, docs/api.md) is [Event.MarshalJSON].
 package events
 
 import (
+	"encoding/json"
 	"sync"
 	"time"
-)
-
-// Event types.
-const (
-	ClientConnected    = "client.connected"
-	ClientDisconnected = "client.disconnected"
-	ClientEnrolled     = "client.enrolled"
-	ClientRevoked      = "client.revoked"
-	CommandQueued      = "command.queued"
-	CommandDispatched  = "command.dispatched"
-	CommandRunning     = "command.running"
-	CommandOutput      = "command.output"
-	CommandFinished    = "command.finished"
 )
 
 // Event is one thing that happened.
 type Event struct {
 	// Seq increases by one per published event.
-	Seq  uint64    `json:"seq"`
-	Type string    `json:"type"`
-	Time time.Time `json:"time"`
-	// ClientID and CommandID are set when the event concerns them.
-	ClientID  string `json:"client_id,omitempty"`
-	CommandID string `json:"command_id,omitempty"`
-	Data      any    `json:"data,omitempty"`
+	Seq  uint64
+	Time time.Time
+	// Payload is one of this package's event types: AgentConnected,
+	// AgentDisconnected, AgentEnrolled, AgentRevoked, CommandQueued,
+	// CommandDispatched, CommandRunning, CommandOutput, CommandFinished.
+	Payload Payload
+}
+
+// Type returns the event's wire name.
+func (e Event) Type() Type { return e.Payload.Type() }
+
+// wireEvent is the documented JSON of an event. Its field names predate
+// the "agent" vocabulary and stay for compatibility.
+type wireEvent struct {
+	Seq       uint64    `json:"seq"`
+	Type      Type      `json:"type"`
+	Time      time.Time `json:"time"`
+	ClientID  string    `json:"client_id,omitempty"`
+	CommandID string    `json:"command_id,omitempty"`
+	Data      any       `json:"data,omitempty"`
+}
+
+// MarshalJSON writes the event as {"seq","type","time","client_id",
+// "command_id","data"}: the ids of the agent and command it concerns
+// (omitted when none) and the type's own fields in "data" (omitted for
+// types without any).
+func (e Event) MarshalJSON() ([]byte, error) {
+	agentID, commandID := e.Payload.subject()
+	return json.Marshal(wireEvent{
+		Seq: e.Seq, Type: e.Payload.Type(), Time: e.Time,
+		ClientID: agentID, CommandID: commandID, Data: e.Payload.data(),
+	})
 }
 
 // Subscription receives events on C until Close.
@@ -59,7 +76,8 @@ func (s *Subscription) Close() {
 	s.bus.mu.Unlock()
 }
 
-// Bus fans events out to subscribers. The zero value is not usable; call New.
+// Bus fans events out to subscribers. Its methods are safe for concurrent
+// use. The zero value is not usable; call New.
 type Bus struct {
 	mu   sync.Mutex
 	seq  uint64
@@ -81,16 +99,13 @@ func (b *Bus) Subscribe(buffer int) *Subscription {
 	return s
 }
 
-// Publish stamps e with a sequence number and time (if unset) and delivers
-// it to every subscriber that has room. It never blocks.
-func (b *Bus) Publish(e Event) {
+// Publish stamps p with the next sequence number and the current time and
+// delivers the event to every subscriber that has room. It never blocks.
+func (b *Bus) Publish(p Payload) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.seq++
-	e.Seq = b.seq
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
+	e := Event{Seq: b.seq, Time: time.Now().UTC(), Payload: p}
 	for s := range b.subs {
 		select {
 		case s.c <- e:

@@ -120,10 +120,7 @@ func (c *conn) beginClose(code websocket.StatusCode, reason string) bool {
 	h := c.hub
 	h.reg.remove(c)
 	if c.ready.Load() {
-		h.bus.Publish(events.Event{
-			Type: events.ClientDisconnected, ClientID: c.agentID,
-			Data: map[string]any{"code": int(code), "reason": reason, "remote_addr": c.remoteAddr},
-		})
+		h.bus.Publish(events.AgentDisconnected{AgentID: c.agentID, Code: int(code), Reason: reason, RemoteAddr: c.remoteAddr})
 		h.log.Info("agent disconnected", "agent_id", c.agentID, "remote_addr", c.remoteAddr, "code", int(code), "reason", reason)
 	}
 	return true

@@ -106,7 +106,9 @@ func TestConnectHelloWelcomeAndSession(t *testing.T) {
 	if err != nil || agent.Hostname != "box" || agent.Version != "1.2" || agent.LastAddr != s.RemoteAddr {
 		t.Fatalf("stored agent %+v, %v", agent, err)
 	}
-	waitEvent(t, sub, events.ClientConnected, id)
+	waitEvent(t, sub, func(e events.AgentConnected) bool {
+		return e.AgentID == id && e.Hostname == "box" && e.Version == "1.2"
+	})
 
 	if err := a.Send(ctxT(t, time.Second), agentproto.TypeHeartbeat, "hb1", agentproto.Heartbeat{Time: time.Now()}); err != nil {
 		t.Fatal(err)
@@ -115,24 +117,29 @@ func TestConnectHelloWelcomeAndSession(t *testing.T) {
 		t.Fatalf("ack %+v", ack)
 	}
 	_ = a.Conn.Close(websocket.StatusNormalClosure, "bye")
-	waitEvent(t, sub, events.ClientDisconnected, id)
+	waitEvent(t, sub, func(e events.AgentDisconnected) bool {
+		return e.AgentID == id && e.Code == int(websocket.StatusNormalClosure)
+	})
 	hubtest.Eventually(t, 5*time.Second, "connection released", func() bool { return env.Hub.Connections() == 0 })
 	if env.Hub.Online(id) || env.Hub.Count() != 0 {
 		t.Fatal("still online after close")
 	}
 }
 
-func waitEvent(t *testing.T, sub *events.Subscription, typ, clientID string) events.Event {
+// waitEvent waits up to 5s for an event of payload type P that match
+// accepts, and returns it.
+func waitEvent[P events.Payload](t *testing.T, sub *events.Subscription, match func(P) bool) P {
 	t.Helper()
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
 		case e := <-sub.C:
-			if e.Type == typ && e.ClientID == clientID {
-				return e
+			if p, ok := e.Payload.(P); ok && match(p) {
+				return p
 			}
 		case <-timeout:
-			t.Fatalf("no %s event for %s", typ, clientID)
+			var p P
+			t.Fatalf("no matching %s event", p.Type())
 		}
 	}
 }

@@ -162,9 +162,9 @@ func TestSlowAgentDisconnectedOthersUnaffected(t *testing.T) {
 	if err := env.Hub.Send(slowID, agentproto.Envelope{Type: "bulk"}); !errors.Is(err, hub.ErrOffline) {
 		t.Fatalf("send after disconnect: %v", err)
 	}
-	e := waitEvent(t, sub, events.ClientDisconnected, slowID)
-	if data := e.Data.(map[string]any); data["code"] != int(agentproto.CloseSlowConsumer) {
-		t.Fatalf("disconnect event %+v", e.Data)
+	e := waitEvent(t, sub, func(e events.AgentDisconnected) bool { return e.AgentID == slowID })
+	if e.Code != int(agentproto.CloseSlowConsumer) {
+		t.Fatalf("disconnect event %+v", e)
 	}
 	if !env.Hub.Online(fastID) {
 		t.Fatal("fast agent dropped")

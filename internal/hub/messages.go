@@ -90,10 +90,7 @@ func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int6
 		// A newer connection replaced this one meanwhile; it is closing.
 		return agentproto.CloseReplaced, "replaced by a newer connection", false
 	}
-	h.bus.Publish(events.Event{
-		Type: events.ClientConnected, ClientID: c.agentID,
-		Data: map[string]string{"remote_addr": c.remoteAddr, "hostname": hello.Hostname, "version": hello.Version},
-	})
+	h.bus.Publish(events.AgentConnected{AgentID: c.agentID, Hostname: hello.Hostname, RemoteAddr: c.remoteAddr, Version: hello.Version})
 	h.log.Info("agent connected", "agent_id", c.agentID, "remote_addr", c.remoteAddr, "version", hello.Version)
 	c.reply(agentproto.TypeWelcome, env.ID, agentproto.Welcome{
 		AgentID:             c.agentID,

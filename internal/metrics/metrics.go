@@ -65,24 +65,12 @@ func (r *Registry) Follow(ctx context.Context, bus *events.Bus) {
 		case <-ctx.Done():
 			return
 		case e := <-sub.C:
-			r.Add("cm_events_total", "Events published, by type.", 1, "type", e.Type)
-			if st, ok := finishedStatus(e); ok {
-				r.Add("cm_commands_finished_total", "Commands that reached a terminal state, by status.", 1, "status", st)
+			r.Add("cm_events_total", "Events published, by type.", 1, "type", string(e.Type()))
+			if f, ok := e.Payload.(events.CommandFinished); ok {
+				r.Add("cm_commands_finished_total", "Commands that reached a terminal state, by status.", 1, "status", string(f.Status))
 			}
 		}
 	}
-}
-
-// finishedStatus reads the status of a command.finished event, whose Data
-// is a map with a "status" key (see internal/dispatch).
-func finishedStatus(e events.Event) (string, bool) {
-	if e.Type != events.CommandFinished {
-		return "", false
-	}
-	if d, ok := e.Data.(map[string]string); ok && d["status"] != "" {
-		return d["status"], true
-	}
-	return "unknown", true
 }
 
 // ServeHTTP writes every metric in the Prometheus text format.

@@ -8,47 +8,82 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/events"
+	"github.com/home-console/client-manager/internal/fleet"
 )
+
+func scrape(r *Registry) string {
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
 
 func TestScrapeShowsCountersAndGauges(t *testing.T) {
 	r := New()
 	r.Gauge("cm_agents_connected", "Connected agents.", func() float64 { return 7 })
 	r.Add("cm_http_requests_total", "HTTP requests.", 2, "code", "200")
 	r.Add("cm_http_requests_total", "HTTP requests.", 1, "code", "404")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	bus := events.New()
-	done := make(chan struct{})
-	go func() { r.Follow(ctx, bus); close(done) }()
-	want := []string{
-		`cm_agents_connected 7`,
+	body := scrape(r)
+	for _, w := range []string{
+		"# TYPE cm_agents_connected gauge\ncm_agents_connected 7\n",
+		"# TYPE cm_http_requests_total counter\n",
 		`cm_http_requests_total{code="200"} 2`,
 		`cm_http_requests_total{code="404"} 1`,
-		`cm_commands_finished_total{status="completed"} 1`,
-		`cm_events_total{type="command.finished"} 1`,
-		`# TYPE cm_agents_connected gauge`,
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	var body string
-	for time.Now().Before(deadline) {
-		bus.Publish(events.Event{Type: events.CommandFinished, Data: map[string]string{"status": "completed", "error": ""}})
-		rec := httptest.NewRecorder()
-		r.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		body = rec.Body.String()
-		if strings.Contains(body, "cm_commands_finished_total") {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for _, w := range want[:3] {
+	} {
 		if !strings.Contains(body, w) {
 			t.Errorf("scrape lacks %q:\n%s", w, body)
 		}
 	}
-	if !strings.Contains(body, want[5]) || !strings.Contains(body, `cm_commands_finished_total{status="completed"}`) {
-		t.Errorf("scrape lacks type line or finished counter:\n%s", body)
+}
+
+// TestFollowCountsEventsAndFinishedStatuses feeds typed events through a
+// bus: every event counts by type, and every command.finished by the
+// status it carries.
+func TestFollowCountsEventsAndFinishedStatuses(t *testing.T) {
+	r := New()
+	bus := events.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Follow(ctx, bus); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// Follow subscribes in its goroutine: publish a probe until it counts.
+	probes := 0
+	for !strings.Contains(scrape(r), `cm_events_total{type="client.connected"}`) {
+		if probes++; probes > 500 {
+			t.Fatal("Follow never counted an event")
+		}
+		bus.Publish(events.AgentConnected{AgentID: "a"})
+		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	<-done
+	for _, st := range []fleet.CommandStatus{fleet.StatusCompleted, fleet.StatusCompleted, fleet.StatusFailed, fleet.StatusTimedOut} {
+		bus.Publish(events.CommandFinished{AgentID: "a", CommandID: "c", Status: st})
+	}
+	bus.Publish(events.CommandOutput{AgentID: "a", CommandID: "c", Data: "x"})
+	want := []string{
+		`cm_commands_finished_total{status="completed"} 2`,
+		`cm_commands_finished_total{status="failed"} 1`,
+		`cm_commands_finished_total{status="timed_out"} 1`,
+		`cm_events_total{type="command.finished"} 4`,
+		`cm_events_total{type="command.output"} 1`,
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body, missing := scrape(r), ""
+		for _, w := range want {
+			if !strings.Contains(body, w+"\n") {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			if strings.Contains(body, `status="unknown"`) {
+				t.Fatalf("a finished status was not read:\n%s", body)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scrape lacks %q:\n%s", missing, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
