@@ -26,16 +26,10 @@ import (
 // TokenPrefix starts every enrollment token.
 const TokenPrefix = "cmet_"
 
-// Errors returned by the Service, checked with errors.Is.
-var (
-	// ErrUnauthorized means the credential is malformed, names an unknown
-	// agent or carries the wrong secret. Which of these is not disclosed.
-	ErrUnauthorized = errors.New("invalid agent credential")
-	// ErrRevoked means the credential is valid but the agent was revoked.
-	ErrRevoked = errors.New("agent credential revoked")
-	// ErrInvalidRequest means an enrollment or token request is malformed.
-	ErrInvalidRequest = errors.New("invalid request")
-)
+// ErrInvalidRequest means an enrollment or token request is malformed;
+// checked with errors.Is. Authentication returns the errors of
+// internal/fleet (fleet.ErrCredentialInvalid, fleet.ErrCredentialRevoked).
+var ErrInvalidRequest = errors.New("invalid request")
 
 // Limits on what an enrolling agent may claim about itself.
 const (
@@ -187,28 +181,29 @@ func (s *Service) Enroll(ctx context.Context, req agentproto.EnrollRequest, remo
 }
 
 // Authenticate checks an agent credential and returns the agent. It
-// returns ErrUnauthorized (malformed, unknown agent, wrong secret),
-// ErrRevoked (right secret, revoked agent) or a wrapped store error. The
+// returns fleet.ErrCredentialInvalid (malformed, unknown agent, wrong
+// secret), fleet.ErrCredentialRevoked (right secret, revoked agent) or a
+// wrapped store error. The
 // secret comparison is constant-time, and an unknown agent costs the same
 // hashing work as a wrong secret.
 func (s *Service) Authenticate(ctx context.Context, credential string) (fleet.Agent, error) {
 	id, sec, err := agentproto.ParseCredential(credential)
 	if err != nil {
-		return fleet.Agent{}, fmt.Errorf("%w: malformed credential", ErrUnauthorized)
+		return fleet.Agent{}, fmt.Errorf("%w: malformed credential", fleet.ErrCredentialInvalid)
 	}
 	hash, revoked, err := s.store.AgentSecretHash(ctx, id)
 	switch {
 	case errors.Is(err, fleet.ErrNotFound):
 		secret.Matches(sec, s.dummyHash)
-		return fleet.Agent{}, ErrUnauthorized
+		return fleet.Agent{}, fleet.ErrCredentialInvalid
 	case err != nil:
 		return fleet.Agent{}, fmt.Errorf("enroll: authenticate: %w", err)
 	}
 	if !secret.Matches(sec, hash) {
-		return fleet.Agent{}, ErrUnauthorized
+		return fleet.Agent{}, fleet.ErrCredentialInvalid
 	}
 	if revoked {
-		return fleet.Agent{}, ErrRevoked
+		return fleet.Agent{}, fleet.ErrCredentialRevoked
 	}
 	a, err := s.store.Agent(ctx, id)
 	if err != nil {

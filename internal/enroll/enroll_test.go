@@ -217,17 +217,17 @@ func TestAuthenticate(t *testing.T) {
 		"wrong secret":  resp.AgentID + ".wrong",
 		"unknown agent": "agt_000000000000000000000000.secret",
 	} {
-		if _, err := f.svc.Authenticate(ctx, cred); !errors.Is(err, enroll.ErrUnauthorized) {
+		if _, err := f.svc.Authenticate(ctx, cred); !errors.Is(err, fleet.ErrCredentialInvalid) {
 			t.Errorf("%s: got %v, want ErrUnauthorized", name, err)
 		}
 	}
 	if err := f.svc.Revoke(ctx, resp.AgentID, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.Authenticate(ctx, resp.Credential); !errors.Is(err, enroll.ErrRevoked) {
+	if _, err := f.svc.Authenticate(ctx, resp.Credential); !errors.Is(err, fleet.ErrCredentialRevoked) {
 		t.Fatalf("revoked: got %v", err)
 	}
-	if _, err := f.svc.Authenticate(ctx, resp.AgentID+".wrong"); !errors.Is(err, enroll.ErrUnauthorized) {
+	if _, err := f.svc.Authenticate(ctx, resp.AgentID+".wrong"); !errors.Is(err, fleet.ErrCredentialInvalid) {
 		t.Fatalf("a wrong secret must not reveal revocation: %v", err)
 	}
 	if err := f.svc.Revoke(ctx, "agt_nope", "admin"); !errors.Is(err, fleet.ErrNotFound) {

@@ -31,28 +31,28 @@ func (s *Service) Handler() http.Handler {
 func (s *Service) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+agentproto.PathEnroll)
+		httpjson.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+agentproto.PathEnroll)
 		return
 	}
 	if wait, ok := s.limiter.Allow(remoteIP(r), s.opts.Now()); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfter(wait)))
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many enrollment attempts from this address; retry later")
+		httpjson.Write(w, http.StatusTooManyRequests, "rate_limited", "too many enrollment attempts from this address; retry later")
 		return
 	}
 	var req agentproto.EnrollRequest
 	if status, code, msg := decodeStrict(w, r, &req); status != 0 {
-		writeError(w, status, code, msg)
+		httpjson.Write(w, status, code, msg)
 		return
 	}
 	resp, err := s.Enroll(r.Context(), req, r.RemoteAddr)
 	switch {
 	case errors.Is(err, ErrInvalidRequest):
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		httpjson.Write(w, http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, fleet.ErrTokenInvalid):
-		writeError(w, http.StatusUnauthorized, "invalid_token", "enrollment token is invalid, expired or used up")
+		httpjson.Write(w, http.StatusUnauthorized, "invalid_token", "enrollment token is invalid, expired or used up")
 	case err != nil:
 		s.log.Error("enrollment failed", "remote_addr", r.RemoteAddr, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "enrollment failed")
+		httpjson.Write(w, http.StatusInternalServerError, "internal", "enrollment failed")
 	default:
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusCreated, resp)
@@ -79,10 +79,6 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) (int, string, s
 	default:
 		return http.StatusBadRequest, "invalid_json", "invalid JSON body: " + err.Error()
 	}
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, httpjson.ErrorBody{Error: httpjson.ErrorDetail{Code: code, Message: message}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

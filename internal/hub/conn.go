@@ -13,12 +13,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/home-console/client-manager/internal/events"
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
-// conn is one agent WebSocket. Its reader goroutine owns the fields marked
-// "reader only"; the rest are atomics or guarded by mu. It is kept small:
-// 100k of them must fit comfortably in memory.
+// conn is one agent WebSocket. Its fields are set at upgrade and then
+// read-only, atomics, safe for concurrent use (msgs), or guarded by mu. It
+// is kept small: 100k of them must fit comfortably in memory.
 type conn struct {
 	hub        *Hub
 	ws         *websocket.Conn
@@ -30,9 +31,7 @@ type conn struct {
 	lastActivity atomic.Int64 // hub.now() at the last inbound message
 	ready        atomic.Bool  // hello answered; set under the registry shard lock
 
-	// Reader only.
-	tokens   float64 // inbound message token bucket
-	tokensAt int64
+	msgs *ratelimit.Bucket // inbound messages (MessageRate, MessageBurst)
 
 	mu      sync.Mutex
 	queue   [][]byte // encoded frames waiting for the writer
@@ -186,7 +185,7 @@ func (c *conn) readMessage(buf *bytes.Buffer, r io.Reader) (code websocket.Statu
 	}
 	now := c.hub.now()
 	c.lastActivity.Store(now)
-	if !c.allowMessage(now) {
+	if _, ok := c.msgs.Allow(c.hub.epoch.Add(time.Duration(now))); !ok {
 		return agentproto.CloseRateLimited, "too many messages per second", true, true
 	}
 	// Handling (JSON, store and sink calls) needs a deep stack. It runs on
@@ -209,16 +208,4 @@ func readFailure(err error) (websocket.StatusCode, string, bool) {
 		return code, "closed by the agent", false
 	}
 	return websocket.StatusAbnormalClosure, "connection lost", false
-}
-
-// allowMessage spends one token of c's inbound rate limit.
-func (c *conn) allowMessage(now int64) bool {
-	cfg := &c.hub.cfg
-	c.tokens = min(float64(cfg.MessageBurst), c.tokens+time.Duration(now-c.tokensAt).Seconds()*cfg.MessageRate)
-	c.tokensAt = now
-	if c.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	return true
 }

@@ -3,22 +3,20 @@ package hub
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
-	"github.com/home-console/client-manager/internal/enroll"
+	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/internal/origin"
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -43,43 +41,43 @@ func (h *Hub) Handler() http.Handler {
 func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if h.isDraining() {
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "shutting_down", "server shutting down; reconnect later")
+		httpjson.Write(w, http.StatusServiceUnavailable, "shutting_down", "server shutting down; reconnect later")
 		return
 	}
-	if wait, ok := h.connect.take(time.Now()); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many connection attempts; retry later")
+	if wait, ok := h.connect.Allow(time.Now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfter(wait)))
+		httpjson.Write(w, http.StatusTooManyRequests, "rate_limited", "too many connection attempts; retry later")
 		return
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+agentproto.PathWebSocket)
+		httpjson.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+agentproto.PathWebSocket)
 		return
 	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
 		w.Header().Set("Upgrade", "websocket")
-		writeError(w, http.StatusUpgradeRequired, "upgrade_required", "this endpoint only accepts WebSocket upgrades")
+		httpjson.Write(w, http.StatusUpgradeRequired, "upgrade_required", "this endpoint only accepts WebSocket upgrades")
 		return
 	}
 	if !h.cfg.Origins.Allowed(r) {
-		writeError(w, http.StatusForbidden, "origin_not_allowed", origin.Message)
+		httpjson.Write(w, http.StatusForbidden, "origin_not_allowed", origin.Message)
 		return
 	}
 	if !headerHasToken(r.Header, "Sec-WebSocket-Protocol", agentproto.Subprotocol) {
-		writeError(w, http.StatusBadRequest, "subprotocol_required",
+		httpjson.Write(w, http.StatusBadRequest, "subprotocol_required",
 			"offer the WebSocket subprotocol "+agentproto.Subprotocol+" in Sec-WebSocket-Protocol")
 		return
 	}
-	credential, ok := bearer(r)
+	credential, ok := httpjson.BearerToken(r.Header)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agents"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <agent credential>")
+		httpjson.Write(w, http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <agent credential>")
 		return
 	}
 	if n := h.open.Add(1); n > int64(h.cfg.MaxConnections) {
 		h.open.Add(-1)
 		w.Header().Set("Retry-After", "30")
-		writeError(w, http.StatusServiceUnavailable, "too_many_connections", "server is at its connection limit; reconnect later")
+		httpjson.Write(w, http.StatusServiceUnavailable, "too_many_connections", "server is at its connection limit; reconnect later")
 		return
 	}
 	if !h.accept(w, r, credential) {
@@ -92,17 +90,17 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) accept(w http.ResponseWriter, r *http.Request, credential string) bool {
 	agent, err := h.auth.Authenticate(r.Context(), credential)
 	switch {
-	case errors.Is(err, enroll.ErrRevoked):
-		writeError(w, http.StatusUnauthorized, "revoked", "the agent credential was revoked")
+	case errors.Is(err, fleet.ErrCredentialRevoked):
+		httpjson.Write(w, http.StatusUnauthorized, "revoked", "the agent credential was revoked")
 		return false
-	case errors.Is(err, enroll.ErrUnauthorized):
+	case errors.Is(err, fleet.ErrCredentialInvalid):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agents", error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "invalid agent credential")
+		httpjson.Write(w, http.StatusUnauthorized, "unauthorized", "invalid agent credential")
 		return false
 	case err != nil:
 		h.log.Error("agent authentication failed", "remote_addr", r.RemoteAddr, "err", err)
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot authenticate agents right now; retry later")
+		httpjson.Write(w, http.StatusServiceUnavailable, "unavailable", "cannot authenticate agents right now; retry later")
 		return false
 	}
 	hw := &hijackWriter{ResponseWriter: w}
@@ -118,7 +116,7 @@ func (h *Hub) accept(w http.ResponseWriter, r *http.Request, credential string) 
 	now := h.now()
 	c := &conn{
 		hub: h, ws: ws, nc: hw.nc, agentID: agent.ID, remoteAddr: r.RemoteAddr,
-		connectedAt: now, tokens: float64(h.cfg.MessageBurst), tokensAt: now,
+		connectedAt: now, msgs: ratelimit.NewBucket(h.cfg.MessageRate, h.cfg.MessageBurst),
 	}
 	c.lastActivity.Store(now)
 
@@ -144,15 +142,6 @@ func (h *Hub) isDraining() bool {
 	return h.draining
 }
 
-func bearer(r *http.Request) (string, bool) {
-	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	cred = strings.TrimSpace(cred)
-	return cred, cred != ""
-}
-
 func headerHasToken(h http.Header, key, token string) bool {
 	for _, v := range h.Values(key) {
 		for t := range strings.SplitSeq(v, ",") {
@@ -162,12 +151,6 @@ func headerHasToken(h http.Header, key, token string) bool {
 		}
 	}
 	return false
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(httpjson.ErrorBody{Error: httpjson.ErrorDetail{Code: code, Message: message}})
 }
 
 // Buffer sizes of an upgraded connection. net/http hands a hijacked
@@ -216,29 +199,4 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		}
 	}
 	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, connWriteBuffer)), nil
-}
-
-// bucket is a token bucket shared by all callers.
-type bucket struct {
-	rate, burst float64
-	mu          sync.Mutex
-	tokens      float64
-	last        time.Time
-}
-
-func newBucket(rate float64, burst int) *bucket {
-	return &bucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: time.Now()}
-}
-
-// take spends a token, or reports how long until one is available.
-func (b *bucket) take(now time.Time) (time.Duration, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0, true
-	}
-	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second)), false
 }

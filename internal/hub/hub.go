@@ -30,6 +30,7 @@ import (
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/origin"
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -43,8 +44,8 @@ var (
 )
 
 // Authenticator checks an agent credential (*enroll.Service implements
-// it). It returns enroll.ErrUnauthorized or enroll.ErrRevoked for bad
-// credentials; any other error is treated as a server failure.
+// it). It returns fleet.ErrCredentialInvalid or fleet.ErrCredentialRevoked
+// for bad credentials; any other error is treated as a server failure.
 type Authenticator interface {
 	Authenticate(ctx context.Context, credential string) (fleet.Agent, error)
 }
@@ -179,7 +180,7 @@ type Hub struct {
 	epoch   time.Time // monotonic base of all per-connection timestamps
 	reg     *registry
 	open    atomic.Int64 // open WebSockets, including before hello and closing
-	connect *bucket
+	connect *ratelimit.Bucket
 
 	mu       sync.RWMutex // guards draining against wg.Add in the handler
 	draining bool
@@ -205,7 +206,7 @@ func New(cfg Config, auth Authenticator, store fleet.Store, bus *events.Bus, log
 		log:     log,
 		epoch:   time.Now(),
 		reg:     newRegistry(),
-		connect: newBucket(cfg.ConnectRate, cfg.ConnectBurst),
+		connect: ratelimit.NewBucket(cfg.ConnectRate, cfg.ConnectBurst),
 		stop:    make(chan struct{}),
 		swept:   make(chan struct{}),
 		flushed: make(chan struct{}),
