@@ -135,7 +135,7 @@ type Service struct {
 
 // tracked is the in-memory state of a live, non-queued command.
 type tracked struct {
-	clientID string
+	agentID  string
 	deadline time.Time // finish as timed_out after this
 	cancelBy time.Time // finish as cancelled after this; zero if no cancel asked
 }
@@ -203,7 +203,7 @@ func (s *Service) Submit(ctx context.Context, req Request) (fleet.Command, error
 		s.track(cmd.ID, cmd.ClientID, now.Add(cmd.Timeout+s.cfg.ResultGrace))
 	}
 	if err := s.deliver(ctx, &cmd); err != nil {
-		s.log.Warn("command stored but not delivered; it stays live", "command_id", cmd.ID, "client_id", cmd.ClientID, "err", err)
+		s.log.Warn("command stored but not delivered; it stays live", "command_id", cmd.ID, "agent_id", cmd.ClientID, "err", err)
 	}
 	return cmd, nil
 }
@@ -259,17 +259,17 @@ func (s *Service) deliver(ctx context.Context, cmd *fleet.Command) error {
 		CommandID: cmd.ID, Command: cmd.Command, Args: cmd.Args, TimeoutMS: cmd.Timeout.Milliseconds(),
 	})
 	if err != nil {
-		s.log.Debug("command not delivered; it will be re-delivered on reconnect", "command_id", cmd.ID, "client_id", cmd.ClientID, "err", err)
+		s.log.Debug("command not delivered; it will be re-delivered on reconnect", "command_id", cmd.ID, "agent_id", cmd.ClientID, "err", err)
 	}
 	return nil
 }
 
-func (s *Service) send(clientID, typ string, data any) error {
+func (s *Service) send(agentID, typ string, data any) error {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", typ, err)
 	}
-	return s.hub.Send(clientID, agentproto.Envelope{Type: typ, Data: raw})
+	return s.hub.Send(agentID, agentproto.Envelope{Type: typ, Data: raw})
 }
 
 func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }

@@ -420,9 +420,9 @@ func TestRecoverTimesOutCommandsLeftByACrash(t *testing.T) {
 }
 
 // running submits a command to the connected agent a and has it accept it.
-func (f *fixture) running(t *testing.T, a *hubtest.Agent, clientID string) fleet.Command {
+func (f *fixture) running(t *testing.T, a *hubtest.Agent, agentID string) fleet.Command {
 	t.Helper()
-	cmd := f.submit(t, dispatch.Request{ClientID: clientID, Command: "sleep", Timeout: time.Minute})
+	cmd := f.submit(t, dispatch.Request{ClientID: agentID, Command: "sleep", Timeout: time.Minute})
 	a.Expect(t, agentproto.TypeCommandRequest, nil)
 	send(t, a, agentproto.TypeCommandAccepted, "", agentproto.CommandRef{CommandID: cmd.ID})
 	hubtest.Eventually(t, 5*time.Second, "running", func() bool {
@@ -433,10 +433,10 @@ func (f *fixture) running(t *testing.T, a *hubtest.Agent, clientID string) fleet
 }
 
 // disconnect closes a's connection and waits until the hub sees it.
-func (f *fixture) disconnect(t *testing.T, a *hubtest.Agent, clientID string) {
+func (f *fixture) disconnect(t *testing.T, a *hubtest.Agent, agentID string) {
 	t.Helper()
 	_ = a.Conn.CloseNow()
-	hubtest.Eventually(t, 5*time.Second, "offline", func() bool { return !f.env.Hub.Online(clientID) })
+	hubtest.Eventually(t, 5*time.Second, "offline", func() bool { return !f.env.Hub.Online(agentID) })
 }
 
 // expectCancel reads the next message, which must be command_cancel for id.

@@ -73,7 +73,7 @@ func (s *Service) Cancel(ctx context.Context, id, by string) (fleet.Command, err
 		reason += " while the agent was offline"
 	default:
 		s.requestCancel(id, cmd.ClientID, now.Add(s.cfg.CancelGrace))
-		s.log.Info("command cancel requested", "command_id", id, "client_id", cmd.ClientID, "by", by)
+		s.log.Info("command cancel requested", "command_id", id, "agent_id", cmd.ClientID, "by", by)
 		return s.command(ctx, id)
 	}
 	err = s.finish(ctx, cmd, fleet.CommandResult{Status: fleet.StatusCancelled, Error: reason, At: now})
@@ -125,9 +125,9 @@ func (s *Service) finish(ctx context.Context, cmd fleet.Command, r fleet.Command
 }
 
 // finished announces a command that reached a terminal state.
-func (s *Service) finished(id, clientID string, status fleet.CommandStatus, reason string) {
-	s.bus.Publish(events.CommandFinished{AgentID: clientID, CommandID: id, Status: status, Error: reason})
-	s.log.Info("command finished", "command_id", id, "client_id", clientID, "status", string(status))
+func (s *Service) finished(id, agentID string, status fleet.CommandStatus, reason string) {
+	s.bus.Publish(events.CommandFinished{AgentID: agentID, CommandID: id, Status: status, Error: reason})
+	s.log.Info("command finished", "command_id", id, "agent_id", agentID, "status", string(status))
 	s.mu.Lock()
 	if w := s.waiters[id]; w != nil {
 		close(w.done)
@@ -159,25 +159,25 @@ func (s *Service) removeWaiter(id string, w *waiter) {
 
 // track records (or moves) the result deadline of a delivered command,
 // keeping a pending cancel request.
-func (s *Service) track(id, clientID string, deadline time.Time) {
+func (s *Service) track(id, agentID string, deadline time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.live[id]; t != nil {
 		t.deadline = deadline
 		return
 	}
-	s.live[id] = &tracked{clientID: clientID, deadline: deadline}
+	s.live[id] = &tracked{agentID: agentID, deadline: deadline}
 }
 
 // requestCancel arms the cancel deadline of a command: it is finished as
 // cancelled after by unless its result comes first. An earlier deadline
 // already armed is kept.
-func (s *Service) requestCancel(id, clientID string, by time.Time) {
+func (s *Service) requestCancel(id, agentID string, by time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.live[id]
 	if t == nil {
-		t = &tracked{clientID: clientID, deadline: by}
+		t = &tracked{agentID: agentID, deadline: by}
 		s.live[id] = t
 	}
 	if t.cancelBy.IsZero() || by.Before(t.cancelBy) {
@@ -199,5 +199,5 @@ func (s *Service) owner(id string) (string, bool) {
 	if t == nil {
 		return "", false
 	}
-	return t.clientID, true
+	return t.agentID, true
 }

@@ -102,7 +102,7 @@ func (s *Service) finishOverdue(ctx context.Context, now time.Time) {
 	var due []overdue
 	s.mu.Lock()
 	for id, t := range s.live {
-		cmd := fleet.Command{ID: id, ClientID: t.clientID}
+		cmd := fleet.Command{ID: id, ClientID: t.agentID}
 		switch {
 		case !t.cancelBy.IsZero() && now.After(t.cancelBy):
 			due = append(due, overdue{cmd, fleet.CommandResult{Status: fleet.StatusCancelled, Error: "cancel not confirmed by agent"}})

@@ -28,7 +28,7 @@ func (s *Service) Connected(ctx context.Context, agentID string, running []strin
 	live, err := s.store.LiveCommands(ctx, agentID)
 	if err != nil {
 		s.log.Error("loading live commands on connect failed; they will be delivered on the next connect or time out",
-			"client_id", agentID, "err", err)
+			"agent_id", agentID, "err", err)
 		return
 	}
 	reported := make(map[string]bool, len(running))
@@ -49,7 +49,7 @@ func (s *Service) Connected(ctx context.Context, agentID string, running []strin
 		case onAgent || !deliverable(*cmd, now): // nothing to send
 		default:
 			if err := s.deliver(ctx, cmd); err != nil {
-				s.log.Error("re-delivering a command failed", "command_id", cmd.ID, "client_id", agentID, "err", err)
+				s.log.Error("re-delivering a command failed", "command_id", cmd.ID, "agent_id", agentID, "err", err)
 			}
 		}
 	}
@@ -106,7 +106,7 @@ func (s *Service) Result(ctx context.Context, agentID string, res agentproto.Com
 		return err
 	}
 	if cmd.ClientID != agentID {
-		s.log.Warn("agent reported a result for another agent's command", "client_id", agentID, "command_id", res.CommandID)
+		s.log.Warn("agent reported a result for another agent's command", "agent_id", agentID, "command_id", res.CommandID)
 		return ErrUnknownCommand
 	}
 	if cmd.Status.Terminal() {

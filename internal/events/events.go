@@ -33,7 +33,7 @@ type wireEvent struct {
 	Seq       uint64    `json:"seq"`
 	Type      Type      `json:"type"`
 	Time      time.Time `json:"time"`
-	ClientID  string    `json:"client_id,omitempty"`
+	AgentID   string    `json:"client_id,omitempty"`
 	CommandID string    `json:"command_id,omitempty"`
 	Data      any       `json:"data,omitempty"`
 }
@@ -46,7 +46,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	agentID, commandID := e.Payload.subject()
 	return json.Marshal(wireEvent{
 		Seq: e.Seq, Type: e.Payload.Type(), Time: e.Time,
-		ClientID: agentID, CommandID: commandID, Data: e.Payload.data(),
+		AgentID: agentID, CommandID: commandID, Data: e.Payload.data(),
 	})
 }
 
