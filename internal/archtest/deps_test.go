@@ -1,4 +1,4 @@
-package depsrule
+package archtest
 
 import (
 	"bytes"
@@ -40,7 +40,7 @@ var layers = map[string]layer{
 	"internal/manifest": domain,
 
 	"internal/atomicfile":   shared,
-	"internal/depsrule":     shared,
+	"internal/archtest":     shared,
 	"internal/dirlock":      shared,
 	"internal/drain":        shared,
 	"internal/httpjson":     shared,
@@ -145,7 +145,7 @@ func violations(pkgs map[string][]string) []string {
 	for path, imports := range pkgs {
 		from, ok := layerOf(path)
 		if !ok {
-			out = append(out, path+" is in no layer: classify it in depsrule_test.go and docs/architecture.md")
+			out = append(out, path+" is in no layer: classify it in internal/archtest/deps_test.go and docs/architecture.md")
 			continue
 		}
 		for _, imp := range imports {
@@ -247,7 +247,7 @@ func TestViolationsAreFound(t *testing.T) {
 		}, []string{"internal/api imports github.com/coder/websocket, which only internal/hub and pkg/agent may use"}},
 		{"unclassified package", map[string][]string{
 			"internal/newthing": nil,
-		}, []string{"internal/newthing is in no layer: classify it in depsrule_test.go and docs/architecture.md"}},
+		}, []string{"internal/newthing is in no layer: classify it in internal/archtest/deps_test.go and docs/architecture.md"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := violations(tc.pkgs); !slices.Equal(got, tc.want) {
