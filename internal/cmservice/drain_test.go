@@ -45,7 +45,15 @@ func TestStopDrainsAgentsAndKeepsWork(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- svc.Stop(ctx, "test") }()
-	_, _, err := conn.Read(ctx)
+	// Delivery is at-least-once: the request may come again (sent on
+	// submit and by the delivery on connect) before the close.
+	var err error
+	for err == nil {
+		var frame []byte
+		if _, frame, err = conn.Read(ctx); err == nil && !strings.Contains(string(frame), cmd["id"].(string)) {
+			t.Fatalf("agent got %s before the close", frame)
+		}
+	}
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
 		t.Fatalf("agent read after Stop: %v, want close 1001", err)
@@ -137,7 +145,13 @@ func TestStopEndsLongLivedResponses(t *testing.T) {
 	if env := readEnvelope(ctx, t, conn); env.Type != agentproto.TypeCommandRequest {
 		t.Fatalf("want command_request, got %+v", env)
 	}
-	go func() { _, _, _ = conn.Read(ctx) }() // answers the server's close
+	go func() { // reads until the server's close, which it answers
+		for {
+			if _, _, err := conn.Read(ctx); err != nil {
+				return
+			}
+		}
+	}()
 
 	began := time.Now()
 	if err := svc.Stop(ctx, "operator restart"); err != nil {
