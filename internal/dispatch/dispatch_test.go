@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/dispatch"
+	"github.com/home-console/client-manager/internal/drain"
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/hub"
 	"github.com/home-console/client-manager/internal/hub/hubtest"
@@ -147,6 +148,26 @@ func TestWaitReturnsLiveStateWhenContextEnds(t *testing.T) {
 	}
 	if _, err := f.svc.Wait(ctxT(t, time.Second), "cmd_nope"); !errors.Is(err, dispatch.ErrUnknownCommand) {
 		t.Fatalf("wait unknown: %v", err)
+	}
+}
+
+// TestWaitEndsWhenTheDrainBegins: a wait whose context carries the
+// server's drain notice returns the live state as soon as the drain
+// begins, long before its own deadline.
+func TestWaitEndsWhenTheDrainBegins(t *testing.T) {
+	f := start(t, dispatch.Config{})
+	id, cred := f.env.NewAgent(t, "a")
+	f.env.Connect(t, cred)
+	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+	notice := drain.New()
+	time.AfterFunc(50*time.Millisecond, func() { notice.Begin("test") })
+	began := time.Now()
+	got, err := f.svc.Wait(notice.Attach(ctxT(t, 30*time.Second)), cmd.ID)
+	if err != nil || got.Status != fleet.StatusDispatched {
+		t.Fatalf("wait: %+v, %v", got, err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("wait returned %s after it began, not at the drain", took)
 	}
 }
 
