@@ -22,15 +22,7 @@ import (
 func TestStopDrainsAgentsAndKeepsWork(t *testing.T) {
 	dataDir := t.TempDir()
 	svc, base := startService(t, Config{DataDir: dataDir})
-	code, tok := call(t, "POST", base+"/api/enrollment-tokens", `{"name":"drain","uses":1}`)
-	if code != http.StatusCreated {
-		t.Fatalf("token = %d", code)
-	}
-	code, enrolled := call(t, "POST", base+agentproto.PathEnroll, `{"token":"`+tok["token"].(string)+`"}`)
-	if code != http.StatusCreated {
-		t.Fatalf("enroll = %d %v", code, enrolled)
-	}
-	id, cred := enrolled["agent_id"].(string), enrolled["credential"].(string)
+	id, cred := enrollAgent(t, base)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -73,6 +65,21 @@ func TestStopDrainsAgentsAndKeepsWork(t *testing.T) {
 	}
 }
 
+// enrollAgent creates an enrollment token and enrolls an agent with it
+// through the API, and returns the agent's id and credential.
+func enrollAgent(t *testing.T, base string) (id, credential string) {
+	t.Helper()
+	code, tok := call(t, "POST", base+"/api/enrollment-tokens", `{"name":"drain","uses":1}`)
+	if code != http.StatusCreated {
+		t.Fatalf("token = %d", code)
+	}
+	code, enrolled := call(t, "POST", base+agentproto.PathEnroll, `{"token":"`+tok["token"].(string)+`"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("enroll = %d %v", code, enrolled)
+	}
+	return enrolled["agent_id"].(string), enrolled["credential"].(string)
+}
+
 // dialAgent connects a bare protocol client and completes hello.
 func dialAgent(ctx context.Context, t *testing.T, base, cred string) *websocket.Conn {
 	t.Helper()
@@ -113,17 +120,10 @@ func readEnvelope(ctx context.Context, t *testing.T, conn *websocket.Conn) agent
 // reason, and the wait answers 202 with the command still live.
 func TestStopEndsLongLivedResponses(t *testing.T) {
 	svc, base := startService(t, Config{})
-	code, tok := call(t, "POST", base+"/api/enrollment-tokens", `{"name":"drain","uses":1}`)
-	if code != http.StatusCreated {
-		t.Fatalf("token = %d", code)
-	}
-	code, enrolled := call(t, "POST", base+agentproto.PathEnroll, `{"token":"`+tok["token"].(string)+`"}`)
-	if code != http.StatusCreated {
-		t.Fatalf("enroll = %d %v", code, enrolled)
-	}
+	id, cred := enrollAgent(t, base)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn := dialAgent(ctx, t, base, enrolled["credential"].(string))
+	conn := dialAgent(ctx, t, base, cred)
 
 	var streams []*bufio.Scanner
 	for range 3 {
@@ -131,7 +131,7 @@ func TestStopEndsLongLivedResponses(t *testing.T) {
 	}
 	waited := make(chan string, 1)
 	go func() {
-		res, err := http.Post(base+"/api/commands/"+enrolled["agent_id"].(string)+"?wait=5m", "application/json",
+		res, err := http.Post(base+"/api/commands/"+id+"?wait=5m", "application/json",
 			strings.NewReader(`{"command":"uname","timeout":"5m"}`))
 		if err != nil {
 			waited <- err.Error()
