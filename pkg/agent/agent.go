@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -115,7 +116,7 @@ type Agent struct {
 
 	// outputBudget bounds command_output messages per second, well below
 	// the server's inbound message rate limit.
-	outputBudget rateBudget
+	outputBudget *ratelimit.Bucket
 
 	// journal records the commands' progress; set before any session.
 	journal commandJournal
@@ -153,7 +154,7 @@ func New(cfg Config) (*Agent, error) {
 		facts:        hostFacts(cfg.Facts),
 		running:      make(map[string]context.CancelCauseFunc),
 		journal:      memoryOnly{},
-		outputBudget: rateBudget{rate: outputMessagesPerSecond, burst: outputMessagesPerSecond},
+		outputBudget: ratelimit.NewBucket(outputMessagesPerSecond, outputMessagesPerSecond),
 	}
 	a.facts.Allowed = a.allow.Names()
 	return a, nil

@@ -30,7 +30,7 @@ func simulate(ctx context.Context, args []string, getenv func(string) string, st
 	cfg.HTTPClient = &http.Client{Transport: transport(tlsConf)}
 	cfg.Stats = stderr
 	if err := checkOpenFiles(cfg.Count); err != nil {
-		cfg.Logger.Warn("open-file limit may be too low", "error", err)
+		cfg.Logger.Warn("open-file limit may be too low", "err", err)
 	}
 	sum, err := sim.Run(ctx, cfg)
 	enc := json.NewEncoder(stdout)
