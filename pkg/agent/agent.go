@@ -58,7 +58,10 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the reconnect delay: the n-th
 	// consecutive retry waits a random time in [0, min(MaxBackoff,
 	// MinBackoff*2^n)]. StableAfter is how long a connection must have
-	// lasted for the next retry to start from MinBackoff again.
+	// lasted for the next retry to start from MinBackoff again. A clean
+	// close by the server (1001 going away, 1012 service restart) always
+	// starts over, after a random wait in [0, min(MinBackoff, 1s)]; see
+	// docs/protocol.md, "Reconnecting".
 	MinBackoff, MaxBackoff, StableAfter time.Duration
 
 	// HTTPClient makes the WebSocket upgrade request; nil means a client
@@ -227,21 +230,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		stopCommands(errAgentStopped)
 		a.cmdWG.Wait()
 	}()
-	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff, randN: a.randN}
+	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff, stableAfter: a.cfg.StableAfter, randN: a.randN}
 	for {
 		lasted, err := a.connectOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, ErrRevoked) || errors.Is(err, ErrUnauthorized) {
-			a.log.Error("agent stopped: the server no longer accepts its credential", "error", err)
+			a.log.Error("agent stopped: the server no longer accepts its credential", "err", err)
 			return err
 		}
-		if lasted >= a.cfg.StableAfter {
-			bo.reset()
-		}
-		delay := retryDelay(&bo, err)
-		a.log.Warn("not connected; retrying", "error", err, "retry_in", delay.Round(time.Millisecond))
+		delay := bo.delay(lasted, err)
+		a.log.Warn("not connected; retrying", "err", err, "retry_in", delay.Round(time.Millisecond))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
