@@ -51,8 +51,11 @@ type Config struct {
 	// acknowledges them, and the ids of the last acknowledged ones, so that
 	// a new agent process neither runs a command again nor loses a result.
 	// A command that was running when the previous process died is reported
-	// failed, not run again. Empty means the agent remembers all this in
-	// memory only.
+	// failed, not run again. A journal belongs to one agent: Run holds an
+	// exclusive lock on JournalPath+".lock" (flock, dropped by the kernel if
+	// the process dies) while it runs, and fails with [ErrJournalInUse] if
+	// another agent holds it. Give each agent identity its own path. Empty
+	// means the agent remembers all this in memory only.
 	JournalPath string
 
 	// MinBackoff and MaxBackoff bound the reconnect delay: the n-th
@@ -210,9 +213,9 @@ func hostFacts(f agentproto.Hello) agentproto.Hello {
 // and returns nil. It returns early only with an error wrapping
 // [ErrRevoked] (the server closed with agentproto.CloseRevoked) or
 // [ErrUnauthorized] (the server refused the credential), as retrying with
-// the same credential cannot succeed, or, before connecting, if it cannot
-// read or rewrite the journal ([Config.JournalPath]). Run may be called only
-// once.
+// the same credential cannot succeed, or, before connecting, if another
+// agent holds the journal ([ErrJournalInUse]) or it cannot read or rewrite
+// the journal ([Config.JournalPath]). Run may be called only once.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called more than once")
