@@ -28,7 +28,6 @@ func (s *Service) routes(a *app) http.Handler {
 	r.GET("/health/ready", s.handleReady)
 	r.GET(agentproto.PathWebSocket, gin.WrapH(a.hub.Handler()))
 	r.POST(agentproto.PathEnroll, gin.WrapH(a.enroll.Handler()))
-	r.GET("/metrics", access.Authenticate(a.tokens), access.Require(access.RoleViewer), gin.WrapH(a.metrics))
 	srv := &api.Server{
 		Store:        a.store,
 		Presence:     presence{a.hub},
@@ -42,6 +41,7 @@ func (s *Service) routes(a *app) http.Handler {
 		Limiter:      ratelimit.New(cmp.Or(s.cfg.APIRate, DefaultAPIRate), cmp.Or(s.cfg.APIBurst, DefaultAPIBurst), 0),
 		Origins:      a.origins,
 	}
+	r.GET("/metrics", append(srv.Protect(access.RoleViewer), gin.WrapH(a.metrics))...)
 	srv.Register(r)
 	return r
 }

@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/internal/secret"
 	"github.com/home-console/client-manager/pkg/agentproto"
@@ -25,6 +27,10 @@ import (
 
 // TokenPrefix starts every enrollment token.
 const TokenPrefix = "cmet_"
+
+// AuditRole is the role of enrollment entries in the audit log: their
+// actor is an enrollment token, not an operator.
+const AuditRole = "enrollment"
 
 // Errors returned by the Service, checked with errors.Is.
 var (
@@ -63,6 +69,10 @@ type Options struct {
 	BootstrapTTL time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+	// Origins lists the browser origins allowed to enroll besides
+	// same-origin pages (403 origin_not_allowed for others); the zero
+	// value allows none. Agents send no Origin header.
+	Origins origin.Policy
 }
 
 func (o Options) withDefaults() Options {
@@ -178,8 +188,8 @@ func (s *Service) Enroll(ctx context.Context, req agentproto.EnrollRequest, remo
 		return agentproto.EnrollResponse{}, fmt.Errorf("enroll: create agent: %w", err)
 	}
 	s.audit(ctx, fleet.AuditEntry{
-		Time: now, Actor: "enrollment-token:" + tok.ID, Source: remoteAddr,
-		Action: "agent.enroll", Target: id, Result: "ok", Detail: "token " + tok.Name,
+		Time: now, Actor: "enrollment-token:" + tok.ID, Role: AuditRole, Source: hostOf(remoteAddr),
+		Action: "agent.enroll", Target: id, Result: strconv.Itoa(enrolledStatus), Detail: "token " + tok.Name,
 	})
 	s.bus.Publish(events.Event{Type: events.ClientEnrolled, ClientID: id, Data: map[string]string{"name": name, "token_id": tok.ID}})
 	s.log.Info("agent enrolled", "agent_id", id, "name", name, "token_id", tok.ID, "remote_addr", remoteAddr)
