@@ -28,6 +28,7 @@ import (
 	"github.com/home-console/client-manager/internal/adminapi"
 	"github.com/home-console/client-manager/internal/logging"
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/pluginstate"
 	"github.com/home-console/client-manager/internal/proxy"
 	"github.com/home-console/client-manager/internal/supervisor"
 )
@@ -123,7 +124,7 @@ func newServer(group *supervisor.Group, set *manifest.Set, cfg config, log *slog
 		}
 		addr, token, ok := sup.Upstream()
 		if !ok {
-			if st := sup.Snapshot().State; st != supervisor.StateRunning {
+			if st := sup.Snapshot().State; st != pluginstate.StateRunning {
 				return proxy.Upstream{}, fmt.Errorf("plugin %s is %s", name, st)
 			}
 			return proxy.Upstream{}, fmt.Errorf("plugin %s serves no HTTP", name)
