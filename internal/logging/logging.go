@@ -8,6 +8,12 @@ import (
 	"strings"
 )
 
+// The defaults of every command's log level and format settings.
+const (
+	DefaultLevel  = "info"
+	DefaultFormat = "text"
+)
+
 // New returns a logger writing to w at level ("debug", "info", "warn",
 // "error") in format ("text" or "json"). In both formats a duration is
 // written as Go prints it ("30s", "1.5ms"), never as nanoseconds.
