@@ -11,7 +11,6 @@ import (
 	"io"
 	"reflect"
 	"strings"
-	"text/tabwriter"
 	"text/template"
 	"time"
 
@@ -47,27 +46,36 @@ func Vars(prefix string, spec any) ([]Var, error) {
 }
 
 // Format writes v as it would be set in the environment: durations as Go
-// durations, lists comma-separated, numbers in decimal.
+// durations without zero minutes or seconds ("24h", "90s", "1h30m"),
+// lists comma-separated, numbers in decimal.
 func Format(v any) string {
 	switch x := v.(type) {
 	case time.Duration:
-		return x.String()
+		s := x.String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
 	case []string:
 		return strings.Join(x, ",")
 	}
 	return fmt.Sprint(v)
 }
 
-// Write prints vars as an indented table: name, default ("-" when there
-// is none), description.
+// Write prints vars, two lines each: "  KEY=DEFAULT" (or "  KEY (unset)"
+// when there is no default), then the description indented.
 func Write(w io.Writer, vars []Var) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, v := range vars {
-		def := v.Default
-		if def == "" {
-			def = "-"
+		head := v.Key + "=" + v.Default
+		if v.Default == "" {
+			head = v.Key + " (unset)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Key, def, v.Desc)
+		if _, err := fmt.Fprintf(w, "  %s\n        %s\n", head, v.Desc); err != nil {
+			return err
+		}
 	}
-	return tw.Flush()
+	return nil
 }

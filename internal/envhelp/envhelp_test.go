@@ -41,7 +41,7 @@ func TestVarsShowTheCurrentValuesAsDefaults(t *testing.T) {
 	if err := Write(&out, vars); err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"APP_TIMEOUT  30s        how long", "APP_TOKEN    -          secret"} {
+	for _, line := range []string{"  APP_TIMEOUT=30s\n        how long\n", "  APP_TOKEN (unset)\n        secret\n"} {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("table %q lacks %q", out.String(), line)
 		}
@@ -52,5 +52,29 @@ func TestVarsRejectsANonStruct(t *testing.T) {
 	n := 1
 	if _, err := Vars("APP", &n); err == nil {
 		t.Fatal("Vars of an *int succeeded")
+	}
+}
+
+func TestFormat(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{24 * time.Hour, "24h"},
+		{720 * time.Hour, "720h"},
+		{90 * time.Minute, "1h30m"},
+		{2 * time.Minute, "2m"},
+		{90 * time.Second, "1m30s"},
+		{30 * time.Second, "30s"},
+		{1500 * time.Millisecond, "1.5s"},
+		{time.Duration(0), "0s"},
+		{-time.Hour, "-1h"},
+		{[]string(nil), ""},
+		{int64(1 << 20), "1048576"},
+		{50.0, "50"},
+	} {
+		if got := Format(tc.v); got != tc.want {
+			t.Errorf("Format(%v) = %q, want %q", tc.v, got, tc.want)
+		}
 	}
 }

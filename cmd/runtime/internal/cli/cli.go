@@ -103,7 +103,7 @@ Flags:
   -h, --help    print this help and exit
   --version     print the version, commit and Go version and exit
 
-Environment (variable, default, meaning):
+Environment (VARIABLE=default, then what it sets):
 `
 
 func usage(w io.Writer) {
