@@ -64,11 +64,13 @@ func tokenMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, done := sub.Parse(args[1:], stdout, stderr); done {
 		return code
 	}
-	err := check()
-	if err == nil {
-		err = withStore(ctx, run)
+	if err := check(); err != nil {
+		fmt.Fprintln(stderr, "client-manager token:", err)
+		sub.Flags.SetOutput(stderr)
+		sub.Usage(stderr)
+		return cmdflags.ExitUsage
 	}
-	if err != nil {
+	if err := withStore(ctx, run); err != nil {
 		fmt.Fprintln(stderr, "client-manager token:", err)
 		var ue usageError
 		if errors.As(err, &ue) {
