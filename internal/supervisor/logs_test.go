@@ -9,29 +9,31 @@ import (
 	"time"
 )
 
+// lineTests are lines of plugin output and how the runtime logs them.
+var lineTests = []struct {
+	name  string
+	in    string
+	level string
+	msg   string
+	time  string // "" when the record is stamped on arrival
+	attrs map[string]any
+}{
+	{"slog json", `{"time":"2026-01-01T00:00:00.123456789Z","level":"WARN","msg":"agent drain incomplete","err":"boom"}` + "\n",
+		"WARN", "agent drain incomplete", "2026-01-01T00:00:00.123456789Z", map[string]any{"err": "boom"}},
+	{"slog level offset", `{"time":"2026-01-01T00:00:00+02:00","level":"DEBUG-4","msg":"m"}` + "\n",
+		"DEBUG-4", "m", "2025-12-31T22:00:00Z", nil},
+	{"hclog json", `{"@level":"error","@message":"plugin init","@timestamp":"2026-02-03T04:05:06.000007Z","path":"/x"}` + "\n",
+		"ERROR", "plugin init", "2026-02-03T04:05:06.000007Z", map[string]any{"path": "/x"}},
+	{"hclog trace", `{"@level":"trace","@message":"t","@timestamp":"2026-02-03T04:05:06Z"}` + "\n",
+		"DEBUG-4", "t", "2026-02-03T04:05:06Z", nil},
+	{"unknown level and bad time", `{"time":"yesterday","level":"LOUD","msg":"m"}` + "\n", "INFO", "m", "", nil},
+	{"plain text", "panic: something\n", "INFO", "panic: something", "", nil},
+	{"json without msg", `{"a":1}` + "\n", "INFO", `{"a":1}`, "", nil},
+	{"crlf", "hello\r\n", "INFO", "hello", "", nil},
+}
+
 func TestLineLoggerKeepsPluginLevelsTimesAndFields(t *testing.T) {
-	tests := []struct {
-		name  string
-		in    string
-		level string
-		msg   string
-		time  string // "" when the record is stamped on arrival
-		attrs map[string]any
-	}{
-		{"slog json", `{"time":"2026-01-01T00:00:00.123456789Z","level":"WARN","msg":"agent drain incomplete","err":"boom"}` + "\n",
-			"WARN", "agent drain incomplete", "2026-01-01T00:00:00.123456789Z", map[string]any{"err": "boom"}},
-		{"slog level offset", `{"time":"2026-01-01T00:00:00+02:00","level":"DEBUG-4","msg":"m"}` + "\n",
-			"DEBUG-4", "m", "2025-12-31T22:00:00Z", nil},
-		{"hclog json", `{"@level":"error","@message":"plugin init","@timestamp":"2026-02-03T04:05:06.000007Z","path":"/x"}` + "\n",
-			"ERROR", "plugin init", "2026-02-03T04:05:06.000007Z", map[string]any{"path": "/x"}},
-		{"hclog trace", `{"@level":"trace","@message":"t","@timestamp":"2026-02-03T04:05:06Z"}` + "\n",
-			"DEBUG-4", "t", "2026-02-03T04:05:06Z", nil},
-		{"unknown level and bad time", `{"time":"yesterday","level":"LOUD","msg":"m"}` + "\n", "INFO", "m", "", nil},
-		{"plain text", "panic: something\n", "INFO", "panic: something", "", nil},
-		{"json without msg", `{"a":1}` + "\n", "INFO", `{"a":1}`, "", nil},
-		{"crlf", "hello\r\n", "INFO", "hello", "", nil},
-	}
-	for _, tt := range tests {
+	for _, tt := range lineTests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			w := newLineLogger(slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug - 4})), "stdio")
