@@ -21,6 +21,7 @@ import (
 	"github.com/home-console/client-manager/internal/metrics"
 	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/sqlite"
+	"github.com/home-console/client-manager/internal/version"
 )
 
 // StoreFile is the SQLite database's name inside the data directory.
@@ -61,7 +62,7 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	enrollOpts.Origins = origins
 	a.enroll = enroll.New(store, a.bus, log, enrollOpts)
 	hubCfg := cfg.Hub
-	hubCfg.ServerVersion = Version
+	hubCfg.ServerVersion = version.Get().Version
 	hubCfg.MaxOutputBytes = int64(cfg.Dispatch.MaxOutputBytes)
 	hubCfg.Origins = origins
 	a.hub = hub.New(hubCfg, a.enroll, store, a.bus, log)

@@ -11,13 +11,16 @@ import (
 	"github.com/home-console/client-manager/internal/api"
 	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/internal/ratelimit"
+	"github.com/home-console/client-manager/internal/version"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
-// Defaults of the operator API's per-caller rate limit.
+// Defaults of the operator API: the per-caller rate limit and the
+// largest request body.
 const (
-	DefaultAPIRate  = 50
-	DefaultAPIBurst = 100
+	DefaultAPIRate      = 50
+	DefaultAPIBurst     = 100
+	DefaultMaxBodyBytes = 1 << 20
 )
 
 func (s *Service) routes(a *app) http.Handler {
@@ -37,7 +40,7 @@ func (s *Service) routes(a *app) http.Handler {
 		Tokens:       a.tokens,
 		Policy:       s.commandPolicy(),
 		Log:          s.log,
-		MaxBodyBytes: s.cfg.MaxBodyBytes,
+		MaxBodyBytes: cmp.Or(s.cfg.MaxBodyBytes, DefaultMaxBodyBytes),
 		Limiter:      ratelimit.New(cmp.Or(s.cfg.APIRate, DefaultAPIRate), cmp.Or(s.cfg.APIBurst, DefaultAPIBurst), 0),
 		Origins:      a.origins,
 	}
@@ -55,7 +58,7 @@ func (s *Service) handleHealth(c *gin.Context) {
 	c.JSON(status, gin.H{
 		"status":           string(st),
 		"service":          "client-manager",
-		"version":          Version,
+		"version":          version.Get().Version,
 		"instance_id":      s.instanceID,
 		"uptime_seconds":   int64(time.Since(s.startedAt).Seconds()),
 		"agents_connected": s.agentsConnected(),

@@ -267,3 +267,6 @@ func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
 func (s *Service) publish(typ string, cmd fleet.Command, data any) {
 	s.bus.Publish(events.Event{Type: typ, ClientID: cmd.ClientID, CommandID: cmd.ID, Data: data})
 }
+
+// DefaultConfig returns the defaults noted on each field of Config.
+func DefaultConfig() Config { return Config{}.withDefaults() }

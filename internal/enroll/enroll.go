@@ -273,3 +273,11 @@ func validateEnroll(req agentproto.EnrollRequest) error {
 	}
 	return nil
 }
+
+// DefaultOptions returns the defaults of AttemptsPerMinute, BootstrapUses
+// and BootstrapTTL. AttemptBurst and Now stay zero: their defaults follow
+// AttemptsPerMinute and the clock.
+func DefaultOptions() Options {
+	d := Options{}.withDefaults()
+	return Options{AttemptsPerMinute: d.AttemptsPerMinute, BootstrapUses: d.BootstrapUses, BootstrapTTL: d.BootstrapTTL}
+}
