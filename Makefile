@@ -7,6 +7,12 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BUF         := github.com/bufbuild/buf/cmd/buf@v1.75.0
 BINARIES    := runtime client-manager agent
 TEST_TIMEOUT ?= 9m
+# The version the binaries report (--version, health checks): from git when
+# there is a repository, else the Go toolchain's build info (internal/version).
+VERSION_PKG := github.com/home-console/client-manager/internal/version
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS     := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT)
 # Fuzz targets as package-dir:FuzzName; their seed corpora are in
 # <package>/testdata/fuzz/<FuzzName>/.
 FUZZ_TARGETS := internal/manifest:FuzzLoad internal/hub:FuzzDecodeFrame internal/api:FuzzDecodeBody
@@ -19,7 +25,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do \
-		if [ -d cmd/$$b ]; then $(GO) build -o $(BIN)/$$b ./cmd/$$b || exit 1; fi; \
+		if [ -d cmd/$$b ]; then $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/$$b ./cmd/$$b || exit 1; fi; \
 	done
 
 # Starts the runtime on 127.0.0.1:8000; it launches the client manager on :10000.

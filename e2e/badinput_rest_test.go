@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -83,6 +86,17 @@ func restCases() []badCase {
 		{"rest", "enrollment with GET", func(t *testing.T, s *badSuite) {
 			s.expect(t, send(t, "GET", s.cm+"/api/enroll", nil), 405, "method_not_allowed")
 		}},
+		restCall("batch of 10,001 unknown ids", "POST", "/api/commands", "admin", batchOf(10001), 413, "too_many_targets"),
+		restCall("batch with an empty id", "POST", "/api/commands", "admin", `{"client_ids":["{agent}",""],"command":"uname"}`, 400, "invalid_selector"),
+		restCall("batch with an empty command", "POST", "/api/commands", "admin", `{"client_ids":["{agent}"],"command":" "}`, 400, "invalid_command"),
+		{"rest", "batch naming unknown and revoked agents", checkBatchTargets},
+		{"rest", "cross-origin browser enrollment", func(t *testing.T, s *badSuite) {
+			token := s.enrollmentToken(t, 1)
+			a := send(t, "POST", s.cm+"/api/enroll", strings.NewReader(`{"token":"`+token+`","name":"csrf"}`), "Origin", "https://evil.example")
+			s.expect(t, a, 403, "origin_not_allowed")
+			s.enroll(t, token, "after-csrf") // the refusal did not spend the token
+		}},
+		{"rest", "refused command in the audit log", checkRefusedAudit},
 		{"rest", "request flood from one token", checkRequestFlood},
 		{"rest", "enrollment flood", func(t *testing.T, s *badSuite) {
 			for i := range 30 {
@@ -126,4 +140,66 @@ func checkRequestFlood(t *testing.T, s *badSuite) {
 		t.Fatalf("flood answers %v, Retry-After %q: want 200 for the burst of 100, then 429 rate_limited with Retry-After", counts, retryAfter)
 	}
 	s.expect(t, s.api(t, "GET", "/api/clients?limit=1", "viewer", ""), 200, "")
+}
+
+// batchOf is a batch body naming n unknown agents.
+func batchOf(n int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("agt_%024d", i)
+	}
+	b, _ := json.Marshal(map[string]any{"client_ids": ids, "command": "uname"})
+	return string(b)
+}
+
+// checkBatchTargets: a batch naming the suite's agent, a revoked one, an
+// unknown one and the first again answers 202 with one item per distinct
+// id, each unknown or revoked one with its own error code.
+func checkBatchTargets(t *testing.T, s *badSuite) {
+	revoked, _, _ := strings.Cut(s.revokedCred, ".")
+	body := `{"client_ids":["` + s.agentID + `","` + revoked + `","agt_000000000000000000000000","` + s.agentID + `"],"command":"uname"}`
+	var got struct {
+		Total int
+		Items []struct {
+			ClientID string `json:"client_id"`
+			Command  *struct{ ID string }
+			Error    *struct{ Code string }
+		}
+	}
+	s.mustJSON(t, s.api(t, "POST", "/api/commands", "admin", body), http.StatusAccepted, &got)
+	codes := map[string]string{}
+	for _, it := range got.Items {
+		switch {
+		case it.Error != nil:
+			codes[it.ClientID] = it.Error.Code
+		case it.Command != nil:
+			codes[it.ClientID] = "command"
+		}
+	}
+	want := map[string]string{revoked: "client_revoked", "agt_000000000000000000000000": "unknown_client"}
+	if got.Total != 3 || len(got.Items) != 3 || codes[revoked] != want[revoked] ||
+		codes["agt_000000000000000000000000"] != "unknown_client" || codes[s.agentID] == "" {
+		t.Fatalf("batch answer %+v (%v), want 3 items: %v and the suite's agent", got, codes, want)
+	}
+}
+
+// checkRefusedAudit: a command the operator's policy refuses is audited
+// with its argv, the HTTP status, the role and the caller's address
+// without a port; enrollments have the same shape.
+func checkRefusedAudit(t *testing.T, s *badSuite) {
+	s.expect(t, s.api(t, "POST", "/api/commands/"+s.agentID, "operator", `{"command":"shutdown","args":["-h","now"]}`), 403, "command_not_allowed")
+	var audit struct{ Items []map[string]any }
+	s.mustJSON(t, s.api(t, "GET", "/api/audit?limit=1000", "admin", ""), http.StatusOK, &audit)
+	var refused, enrolled bool
+	for _, e := range audit.Items {
+		if res, err := strconv.Atoi(fmt.Sprint(e["result"])); err != nil || res < 100 || e["role"] == "" ||
+			net.ParseIP(fmt.Sprint(e["source"])) == nil {
+			t.Errorf("audit entry %v: want an HTTP status, a role and an IP address without port", e)
+		}
+		refused = refused || e["detail"] == `"shutdown" "-h" "now"` && e["result"] == "403" && e["role"] == "operator"
+		enrolled = enrolled || e["action"] == "agent.enroll" && e["result"] == "201" && e["role"] == "enrollment"
+	}
+	if !refused || !enrolled {
+		t.Fatalf("refused command audited: %v, enrollment audited as 201/enrollment: %v", refused, enrolled)
+	}
 }

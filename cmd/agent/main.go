@@ -3,8 +3,9 @@
 //	agent [flags]            enroll once if needed, then stay connected
 //	agent simulate [flags]   run many simulated agents (load tests)
 //
-// Run "agent -h" or "agent simulate -h" for the flags; every flag has an
-// AGENT_* environment variable fallback. See docs/protocol.md.
+// Run "agent -h" or "agent simulate -h" for the flags (every flag has an
+// AGENT_* environment variable fallback), "agent --version" for the
+// version. See docs/protocol.md.
 package main
 
 import (

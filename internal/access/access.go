@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
 )
 
@@ -59,7 +61,7 @@ type Principal struct {
 	// "loopback".
 	Name string
 	Role Role
-	// Source is the caller's address.
+	// Source is the caller's IP address, without a port.
 	Source string
 }
 
@@ -77,41 +79,34 @@ type Tokens interface {
 
 const principalKey = "access.principal"
 
-// Failure is why a request could not be authenticated: the HTTP status
-// and the error code and message to answer with.
-type Failure struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-// Error implements error.
-func (f *Failure) Error() string { return f.Message }
-
 // Identify authenticates r. A request carrying a token is always checked
 // against it. Without one, and while no token is configured, a caller is
 // served as an admin named "loopback" if both its peer address and the
 // Host it addressed are loopback (the latter defeats DNS rebinding: a web
 // page cannot make a browser send "Host: localhost" to the client
-// manager); everyone else gets 401 saying how to configure a token. The
-// error is a *Failure.
+// manager); everyone else gets an error saying how to configure a token.
+// Errors are *fleet.Error: fleet.CodeUnauthorized, or
+// fleet.CodeUnavailable when the tokens cannot be checked.
 func Identify(r *http.Request, tokens Tokens) (Principal, error) {
 	source := PeerIP(r)
 	if r.Header.Get("Authorization") != "" {
-		token, ok := bearer(r)
+		token, ok := httpjson.BearerToken(r.Header)
 		if !ok {
-			return Principal{}, &Failure{http.StatusUnauthorized, "unauthorized", "Authorization must be: Bearer <token>"}
+			return Principal{}, fleet.Errorf(fleet.CodeUnauthorized, "Authorization must be: Bearer <token>")
 		}
 		p, err := tokens.Authenticate(r.Context(), token)
-		if err != nil {
-			return Principal{}, &Failure{http.StatusUnauthorized, "unauthorized", "bearer token is invalid, expired or revoked"}
+		switch {
+		case errors.Is(err, ErrInvalidToken):
+			return Principal{}, fleet.Errorf(fleet.CodeUnauthorized, "bearer token is invalid, expired or revoked")
+		case err != nil:
+			return Principal{}, fleet.Errorf(fleet.CodeUnavailable, "cannot check operator tokens")
 		}
 		p.Source = source
 		return p, nil
 	}
 	configured, err := tokens.Configured(r.Context())
 	if err != nil {
-		return Principal{}, &Failure{http.StatusServiceUnavailable, "unavailable", "cannot check operator tokens"}
+		return Principal{}, fleet.Errorf(fleet.CodeUnavailable, "cannot check operator tokens")
 	}
 	if !configured && isLoopback(source) && LoopbackHost(r.Host) {
 		return Principal{Name: "loopback", Role: RoleAdmin, Source: source}, nil
@@ -121,47 +116,22 @@ func Identify(r *http.Request, tokens Tokens) (Principal, error) {
 		msg = "no operator token is configured, so only loopback callers addressing localhost are served; " +
 			"create one on the server host (POST /api/tokens from localhost) and send Authorization: Bearer <token>"
 	}
-	return Principal{}, &Failure{http.StatusUnauthorized, "unauthorized", msg}
+	return Principal{}, fleet.Errorf(fleet.CodeUnauthorized, "%s", msg)
 }
 
-// Authenticate returns middleware that sets the caller's Principal (see
-// Identify) or answers with the failure.
-func Authenticate(tokens Tokens) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		p, err := Identify(c.Request, tokens)
-		if err != nil {
-			Fail(c, err)
-			return
-		}
-		Set(c, p)
+// Need returns nil if p has at least role min, and an error with
+// fleet.CodeForbidden otherwise.
+func (p Principal) Need(min Role) error {
+	if p.Role < min {
+		return fleet.Errorf(fleet.CodeForbidden, "this action needs the %s role", min)
 	}
-}
-
-// Fail aborts the request with the error of Identify.
-func Fail(c *gin.Context, err error) {
-	var f *Failure
-	if !errors.As(err, &f) {
-		f = &Failure{http.StatusInternalServerError, "internal", "internal error"}
-	}
-	httpjson.Error(c, f.Status, f.Code, f.Message)
+	return nil
 }
 
 // Set records p as the request's principal.
 func Set(c *gin.Context, p Principal) { c.Set(principalKey, p) }
 
-// Require returns middleware that answers 403 unless the caller has at
-// least role min. It must run after Authenticate.
-func Require(min Role) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		p, ok := From(c)
-		if !ok || p.Role < min {
-			httpjson.Error(c, http.StatusForbidden, "forbidden", "this action needs the "+min.String()+" role")
-			return
-		}
-	}
-}
-
-// From returns the request's principal, set by Authenticate.
+// From returns the request's principal, recorded by Set.
 func From(c *gin.Context) (Principal, bool) {
 	v, ok := c.Get(principalKey)
 	if !ok {
@@ -197,15 +167,6 @@ func LoopbackHost(host string) bool {
 	return host == "localhost" || strings.HasSuffix(host, ".localhost") || isLoopback(host)
 }
 
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return "", false
-	}
-	return strings.TrimSpace(token), true
-}
-
 // DefaultOperatorCommands are the executables an operator may run by
 // default: tools that only read the machine's state.
 var DefaultOperatorCommands = []string{
@@ -226,11 +187,7 @@ func (p CommandPolicy) Allows(role Role, command string) bool {
 	case role >= RoleAdmin:
 		return true
 	case role == RoleOperator:
-		for _, c := range p.Operator {
-			if c == command {
-				return true
-			}
-		}
+		return slices.Contains(p.Operator, command)
 	}
 	return false
 }

@@ -4,7 +4,7 @@
 //
 // Errors use the project's envelope {"error":{"code","message"}}. With a
 // token configured, every request except GET /api/admin/v1/health needs
-// "Authorization: Bearer <token>".
+// "Authorization: Bearer <token>" (the scheme in any case).
 package adminapi
 
 import (
@@ -14,19 +14,34 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/pluginstate"
 	"github.com/home-console/client-manager/internal/ratelimit"
-	"github.com/home-console/client-manager/internal/supervisor"
 )
 
 // Prefix is the path prefix of every admin API route.
 const Prefix = "/api/admin/v1"
+
+// Plugins is what the admin API needs of the runtime's supervision (the
+// runtime passes its supervisor group). Its methods must be safe for
+// concurrent use. A name no plugin has gives an error matching
+// [pluginstate.ErrUnknownPlugin]; an action that does not apply to the
+// plugin's state, a [*pluginstate.TransitionError]. Start and Restart
+// return once the plugin runs or has failed, Stop once it is stopped.
+type Plugins interface {
+	// List returns every plugin, sorted by name.
+	List() []pluginstate.Snapshot
+	Snapshot(name string) (pluginstate.Snapshot, error)
+	Start(ctx context.Context, name string) (pluginstate.Snapshot, error)
+	Stop(ctx context.Context, name string) (pluginstate.Snapshot, error)
+	Restart(ctx context.Context, name string) (pluginstate.Snapshot, error)
+}
 
 // Config configures the admin API.
 type Config struct {
@@ -47,19 +62,19 @@ type Config struct {
 
 // server holds the handlers' dependencies.
 type server struct {
-	plugins *supervisor.Group
+	plugins Plugins
 	cfg     Config
 	log     *slog.Logger
 	// failures limits wrong-token attempts per caller IP.
 	failures *ratelimit.Limiter
 }
 
-// New returns the admin API handler over the plugins of g.
-func New(g *supervisor.Group, cfg Config, log *slog.Logger) http.Handler {
+// New returns the admin API handler over plugins.
+func New(plugins Plugins, cfg Config, log *slog.Logger) http.Handler {
 	if cfg.FailureRate <= 0 {
 		cfg.FailureRate, cfg.FailureBurst = 1, 10
 	}
-	s := &server{plugins: g, cfg: cfg, log: log, failures: ratelimit.New(cfg.FailureRate, cfg.FailureBurst, 0)}
+	s := &server{plugins: plugins, cfg: cfg, log: log, failures: ratelimit.New(cfg.FailureRate, cfg.FailureBurst, 0)}
 	r := httpjson.NewEngine()
 	api := r.Group(Prefix)
 	api.GET("/health", s.health)
@@ -85,7 +100,7 @@ func (s *server) authenticate(c *gin.Context) {
 		httpjson.Error(c, http.StatusTooManyRequests, "rate_limited", "too many wrong tokens from this address; retry later")
 		return
 	}
-	got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	got, ok := httpjson.BearerToken(c.Request.Header)
 	gotSum, wantSum := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.Token))
 	if !ok || subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) != 1 {
 		s.failures.Allow(ip, now)
@@ -95,8 +110,8 @@ func (s *server) authenticate(c *gin.Context) {
 }
 
 func (s *server) health(c *gin.Context) {
-	counts := make(map[supervisor.State]int, len(supervisor.States))
-	for _, st := range supervisor.States {
+	counts := make(map[pluginstate.State]int, len(pluginstate.States))
+	for _, st := range pluginstate.States {
 		counts[st] = 0
 	}
 	list := s.plugins.List()
@@ -106,6 +121,7 @@ func (s *server) health(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{
 		"status":         "ok",
 		"version":        s.cfg.Version,
+		"pid":            os.Getpid(),
 		"started_at":     s.cfg.StartedAt.UTC().Format(time.RFC3339),
 		"uptime_seconds": int64(time.Since(s.cfg.StartedAt).Seconds()),
 		"plugins":        gin.H{"total": len(list), "states": counts},
@@ -122,58 +138,58 @@ func (s *server) list(c *gin.Context) {
 }
 
 func (s *server) get(c *gin.Context) {
-	sup, err := s.plugins.Get(c.Param("name"))
+	snap, err := s.plugins.Snapshot(c.Param("name"))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, toJSON(sup.Snapshot(), time.Now()))
+	c.JSON(http.StatusOK, toJSON(snap, time.Now()))
 }
 
 // operation is an operator action on one plugin.
-type operation func(ctx context.Context, sup *supervisor.Supervisor) (supervisor.Snapshot, error)
+type operation func(ctx context.Context, p Plugins, name string) (pluginstate.Snapshot, error)
 
 // start waits for the outcome only as long as the client does; the start
 // itself goes on.
-func start(ctx context.Context, sup *supervisor.Supervisor) (supervisor.Snapshot, error) {
-	return sup.Start(ctx)
+func start(ctx context.Context, p Plugins, name string) (pluginstate.Snapshot, error) {
+	return p.Start(ctx, name)
 }
 
 // stop and restart detach from the request: a client that goes away must
 // not turn a graceful stop into a kill.
-func stop(ctx context.Context, sup *supervisor.Supervisor) (supervisor.Snapshot, error) {
-	return sup.Stop(context.WithoutCancel(ctx))
+func stop(ctx context.Context, p Plugins, name string) (pluginstate.Snapshot, error) {
+	return p.Stop(context.WithoutCancel(ctx), name)
 }
 
-func restart(ctx context.Context, sup *supervisor.Supervisor) (supervisor.Snapshot, error) {
-	return sup.Restart(context.WithoutCancel(ctx))
+func restart(ctx context.Context, p Plugins, name string) (pluginstate.Snapshot, error) {
+	return p.Restart(context.WithoutCancel(ctx), name)
 }
 
 // action returns the handler of an operator action. Start and restart
 // answer once the plugin runs or has failed; stop once it is stopped.
-func (s *server) action(name string, op operation) gin.HandlerFunc {
+func (s *server) action(action string, op operation) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		sup, err := s.plugins.Get(c.Param("name"))
+		name := c.Param("name")
+		if _, err := s.plugins.Snapshot(name); err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.log.Info("operator action", "plugin", name, "action", action, "remote", c.ClientIP())
+		snap, err := op(c.Request.Context(), s.plugins, name)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		s.log.Info("operator action", "plugin", sup.Name(), "action", name, "remote", c.ClientIP())
-		snap, err := op(c.Request.Context(), sup)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.log.Info("operator action done", "plugin", sup.Name(), "action", name, "state", snap.State)
+		s.log.Info("operator action done", "plugin", name, "action", action, "state", snap.State)
 		c.JSON(http.StatusOK, toJSON(snap, time.Now()))
 	}
 }
 
 // fail maps an error to its HTTP status and code.
 func (s *server) fail(c *gin.Context, err error) {
-	var te *supervisor.TransitionError
+	var te *pluginstate.TransitionError
 	switch {
-	case errors.Is(err, supervisor.ErrUnknownPlugin):
+	case errors.Is(err, pluginstate.ErrUnknownPlugin):
 		httpjson.Error(c, http.StatusNotFound, "unknown_plugin", err.Error())
 	case errors.As(err, &te):
 		httpjson.Error(c, http.StatusConflict, "invalid_transition", err.Error())

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/pluginstate"
 	"github.com/home-console/client-manager/internal/supervisor"
 	"github.com/home-console/client-manager/internal/testbin"
 )
@@ -68,12 +69,22 @@ func newServer(t *testing.T, token string) *httptest.Server {
 // call makes a request and decodes the JSON answer into a map.
 func call(t *testing.T, srv *httptest.Server, method, path, token string) (int, map[string]any) {
 	t.Helper()
+	auth := ""
+	if token != "" {
+		auth = "Bearer " + token
+	}
+	return callAuth(t, srv, method, path, auth)
+}
+
+// callAuth is call with the Authorization header auth ("" for none).
+func callAuth(t *testing.T, srv *httptest.Server, method, path, auth string) (int, map[string]any) {
+	t.Helper()
 	req, err := http.NewRequest(method, srv.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	res, err := srv.Client().Do(req)
 	if err != nil {
@@ -174,6 +185,33 @@ func TestActions(t *testing.T) {
 	}
 }
 
+func TestTokenSchemeIsCaseInsensitive(t *testing.T) {
+	srv := newServer(t, "s3cret")
+	for _, tc := range []struct {
+		auth   string
+		status int
+	}{
+		{"Bearer s3cret", http.StatusOK},
+		{"bearer s3cret", http.StatusOK},
+		{"BEARER s3cret", http.StatusOK},
+		{"Basic s3cret", http.StatusUnauthorized},
+		{"bearer wrong", http.StatusUnauthorized},
+		{"s3cret", http.StatusUnauthorized},
+	} {
+		if status, body := callAuth(t, srv, "GET", "/api/admin/v1/plugins", tc.auth); status != tc.status {
+			t.Errorf("Authorization %q: %d %v, want %d", tc.auth, status, body, tc.status)
+		}
+	}
+}
+
+func TestHealthNamesPIDAndVersion(t *testing.T) {
+	srv := newServer(t, "")
+	status, body := call(t, srv, "GET", "/api/admin/v1/health", "")
+	if status != http.StatusOK || body["pid"] != float64(os.Getpid()) || body["version"] != "9.9.9" {
+		t.Fatalf("health: %d %v, want pid %d and version 9.9.9", status, body, os.Getpid())
+	}
+}
+
 func TestToken(t *testing.T) {
 	srv := newServer(t, "s3cret")
 	if status, body := call(t, srv, "GET", "/api/admin/v1/plugins", ""); status != http.StatusUnauthorized || errorCode(body) != "unauthorized" {
@@ -227,11 +265,11 @@ func TestRightTokenIsNeverLimited(t *testing.T) {
 
 func TestToJSONExitAndMount(t *testing.T) {
 	now := time.Now()
-	p := toJSON(supervisor.Snapshot{Mount: "/m", LastExit: &supervisor.Exit{Code: -1, Unknown: true, Time: now}}, now)
+	p := toJSON(pluginstate.Snapshot{Mount: "/m", LastExit: &pluginstate.Exit{Code: -1, Unknown: true, Time: now}}, now)
 	if p.Mount == nil || *p.Mount != "/m" || p.LastExit == nil || p.LastExit.Code != nil || p.LastExit.Signal != nil {
 		t.Errorf("adopted process exit or mount: %+v %+v", p.Mount, p.LastExit)
 	}
-	p = toJSON(supervisor.Snapshot{LastExit: &supervisor.Exit{Code: 3, Time: now}}, now)
+	p = toJSON(pluginstate.Snapshot{LastExit: &pluginstate.Exit{Code: 3, Time: now}}, now)
 	if p.Mount != nil || p.LastExit.Code == nil || *p.LastExit.Code != 3 {
 		t.Errorf("exit code 3 without mount: %+v %+v", p.Mount, p.LastExit)
 	}

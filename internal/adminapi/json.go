@@ -3,15 +3,15 @@ package adminapi
 import (
 	"time"
 
-	"github.com/home-console/client-manager/internal/supervisor"
+	"github.com/home-console/client-manager/internal/pluginstate"
 )
 
 // pluginJSON is a plugin as the admin API shows it.
 type pluginJSON struct {
-	Name        string           `json:"name"`
-	Version     string           `json:"version"`
-	Description string           `json:"description"`
-	State       supervisor.State `json:"state"`
+	Name        string            `json:"name"`
+	Version     string            `json:"version"`
+	Description string            `json:"description"`
+	State       pluginstate.State `json:"state"`
 	// Reason explains an invalid, blocked, disabled or failed state.
 	Reason        string     `json:"reason"`
 	PID           int        `json:"pid"`
@@ -49,7 +49,7 @@ type healthJSON struct {
 	Details map[string]string `json:"details"`
 }
 
-func toJSON(s supervisor.Snapshot, now time.Time) pluginJSON {
+func toJSON(s pluginstate.Snapshot, now time.Time) pluginJSON {
 	p := pluginJSON{
 		Name:         s.Name,
 		Version:      s.Version,

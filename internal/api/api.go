@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,34 +15,45 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
-	"github.com/home-console/client-manager/internal/dispatch"
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
-	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/ratelimit"
 )
 
-// Presence tells which agents are connected and disconnects them.
+// Presence tells which agents are connected and disconnects them. Its
+// methods are safe for concurrent use and do not block.
 type Presence interface {
 	// ConnectedSince reports whether the agent is online and since when.
 	ConnectedSince(agentID string) (time.Time, bool)
-	Disconnect(agentID string, code websocket.StatusCode, reason string) bool
+	// Disconnect closes the agent's connection with a WebSocket close
+	// code (agentproto.Close*) and reason, and reports whether one was
+	// open.
+	Disconnect(agentID string, code int, reason string) bool
 }
 
-// Commands submits, waits for and cancels commands.
+// Commands submits, waits for and cancels commands (*dispatch.Service
+// implements it). Its errors are fleet's: Submit returns errors matching
+// fleet.ErrInvalidCommand, fleet.ErrUnknownAgent, fleet.ErrAgentRevoked or
+// fleet.ErrAgentOffline; Wait and Cancel fleet.ErrNotFound for an unknown
+// command, and Cancel fleet.ErrAlreadyFinal for a finished one.
 type Commands interface {
-	Submit(ctx context.Context, r dispatch.Request) (fleet.Command, error)
+	// Submit stores the command and delivers it if its agent is online.
+	Submit(ctx context.Context, r fleet.CommandRequest) (fleet.Command, error)
+	// Wait blocks until the command is terminal or ctx ends, and returns
+	// its state then (an ended ctx is not an error).
 	Wait(ctx context.Context, id string) (fleet.Command, error)
+	// Cancel asks for the command to stop and returns its state after.
 	Cancel(ctx context.Context, id, by string) (fleet.Command, error)
 }
 
 // Enrollment creates enrollment tokens and revokes agents.
 type Enrollment interface {
+	// CreateToken returns a new enrollment token (shown this once) and
+	// its stored record.
 	CreateToken(ctx context.Context, name string, uses int, ttl time.Duration, createdBy string) (string, fleet.EnrollmentToken, error)
 	// Revoke marks an agent's credential revoked; it does not disconnect.
 	Revoke(ctx context.Context, agentID, by string) error
@@ -52,6 +62,8 @@ type Enrollment interface {
 // OperatorTokens authenticates and creates operator tokens.
 type OperatorTokens interface {
 	access.Tokens
+	// Create returns a new operator token (shown this once) and its
+	// stored record.
 	Create(ctx context.Context, name string, role access.Role, ttl time.Duration, createdBy string) (string, fleet.OperatorToken, error)
 }
 
@@ -82,13 +94,13 @@ type Server struct {
 // Register adds the API's routes to r.
 func (s *Server) Register(r gin.IRouter) {
 	g := r.Group("/api", s.audited, s.authenticate, s.checkOrigin)
-	view := g.Group("", access.Require(access.RoleViewer))
-	op := g.Group("", access.Require(access.RoleOperator))
-	admin := g.Group("", access.Require(access.RoleAdmin))
+	view := g.Group("", s.require(access.RoleViewer))
+	op := g.Group("", s.require(access.RoleOperator))
+	admin := g.Group("", s.require(access.RoleAdmin))
 
-	view.GET("/clients", s.listClients)
-	view.GET("/clients/:id", s.getClient)
-	admin.DELETE("/clients/:id", s.deleteClient)
+	view.GET("/clients", s.listAgents)
+	view.GET("/clients/:id", s.getAgent)
+	admin.DELETE("/clients/:id", s.deleteAgent)
 
 	view.GET("/commands", s.listCommands)
 	view.GET("/commands/:id", s.getCommand)
@@ -109,9 +121,16 @@ func (s *Server) Register(r gin.IRouter) {
 	view.GET("/events", s.streamEvents)
 }
 
+// Protect returns the handlers that guard a route outside /api as the
+// API guards its own: authentication with the per-caller rate limit, the
+// browser origin rule, and at least role min.
+func (s *Server) Protect(min access.Role) gin.HandlersChain {
+	return gin.HandlersChain{s.authenticate, s.checkOrigin, s.require(min)}
+}
+
 // decodeJSON strictly decodes the request body into v (see decodeStrict),
-// bounded by MaxBodyBytes. It writes the error response and returns false
-// on failure.
+// bounded by MaxBodyBytes and BodyTimeout. It writes the error response
+// and returns false on failure.
 func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 	// A body that trickles in slower than this is a slow client (or an
 	// attack holding a connection): 408, not a parse error.
@@ -126,15 +145,13 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.Header("Connection", "close")
-		httpjson.Error(c, http.StatusRequestTimeout, "request_timeout",
-			fmt.Sprintf("request body not received within %s", timeout))
+		s.failf(c, codeRequestTimeout, "request body not received within %s", timeout)
 	case errors.As(err, &tooBig):
-		httpjson.Error(c, http.StatusRequestEntityTooLarge, "body_too_large",
-			fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit))
+		s.failf(c, codeBodyTooLarge, "request body exceeds %d bytes", tooBig.Limit)
 	case errors.Is(err, io.EOF):
-		httpjson.Error(c, http.StatusBadRequest, "invalid_json", "request body is empty; a JSON object is required")
+		s.failf(c, codeInvalidJSON, "request body is empty; a JSON object is required")
 	default:
-		httpjson.Error(c, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
+		s.failf(c, codeInvalidJSON, "request body: %v", err)
 	}
 	return false
 }
@@ -159,13 +176,21 @@ func decodeStrict(r io.Reader, v any) error {
 	return nil
 }
 
-// page reads limit and offset query parameters (limit 1..1000, default 100).
-func page(c *gin.Context) (limit, offset int, ok bool) {
-	limit, offset = 100, 0
+// Paging of every list route: limit defaults to defaultLimit and may be
+// 1..maxLimit; offset defaults to 0.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// page reads the limit and offset query parameters. It writes the error
+// response and returns false when one is invalid.
+func (s *Server) page(c *gin.Context) (limit, offset int, ok bool) {
+	limit, offset = defaultLimit, 0
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			httpjson.Error(c, http.StatusBadRequest, "invalid_query", "limit must be an integer from 1 to 1000")
+		if err != nil || n < 1 || n > maxLimit {
+			s.failf(c, codeInvalidQuery, "limit must be an integer from 1 to %d", maxLimit)
 			return 0, 0, false
 		}
 		limit = n
@@ -173,7 +198,7 @@ func page(c *gin.Context) (limit, offset int, ok bool) {
 	if v := c.Query("offset"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			httpjson.Error(c, http.StatusBadRequest, "invalid_query", "offset must be a non-negative integer")
+			s.failf(c, codeInvalidQuery, "offset must be a non-negative integer")
 			return 0, 0, false
 		}
 		offset = n
@@ -184,15 +209,16 @@ func page(c *gin.Context) (limit, offset int, ok bool) {
 // defaultBodyTimeout is Server.BodyTimeout's default.
 const defaultBodyTimeout = 10 * time.Second
 
-// sinceParam reads the optional "since" query parameter (RFC 3339).
-func sinceParam(c *gin.Context) (time.Time, bool) {
+// since reads the optional "since" query parameter (RFC 3339). It writes
+// the error response and returns false when it is invalid.
+func (s *Server) since(c *gin.Context) (time.Time, bool) {
 	v := c.Query("since")
 	if v == "" {
 		return time.Time{}, true
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		httpjson.Error(c, http.StatusBadRequest, "invalid_query", "since must be an RFC 3339 time")
+		s.failf(c, codeInvalidQuery, "since must be an RFC 3339 time")
 		return time.Time{}, false
 	}
 	return t, true
@@ -216,24 +242,4 @@ type listPage[T any] struct {
 	Total  int `json:"total"`
 	Limit  int `json:"limit"`
 	Offset int `json:"offset"`
-}
-
-// storeError answers for an error from the store or the services.
-func (s *Server) storeError(c *gin.Context, what string, err error) {
-	switch {
-	case errors.Is(err, fleet.ErrNotFound):
-		if id := c.Param("id"); id != "" {
-			what += " " + strconv.Quote(id)
-		}
-		httpjson.Error(c, http.StatusNotFound, "not_found", what+" not found")
-	case errors.Is(err, fleet.ErrAlreadyFinal):
-		httpjson.Error(c, http.StatusConflict, "already_final", what+" already reached a terminal state")
-	case errors.Is(err, fleet.ErrConflict):
-		httpjson.Error(c, http.StatusConflict, "conflict", what+" already exists")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		httpjson.Error(c, http.StatusServiceUnavailable, "unavailable", "request cancelled or timed out")
-	default:
-		s.Log.Error("api request failed", "what", what, "err", err)
-		httpjson.Error(c, http.StatusInternalServerError, "internal", "internal error")
-	}
 }

@@ -13,24 +13,27 @@ import (
 )
 
 // audited records every state-changing request in the audit log once it
-// is answered: who (token name and role), from where, what (method and
-// route), on which target (the route's id) and the status code. Request
-// bodies and headers are not recorded, so no secret reaches the log.
-// Requests refused by the rate limiter did nothing and are not recorded:
-// a flood must not fill the store.
+// is answered: who (token name and role; "anonymous" with role "none"
+// when authentication failed), from where (the peer's IP address, no
+// port), what (method and route), on which target (the route's id), the
+// HTTP status as result, and for commands their argv as detail, refused
+// ones included. Request bodies and headers are not recorded, so no
+// secret reaches the log. Requests refused by the rate limiter did
+// nothing and are not recorded: a flood must not fill the store.
 func (s *Server) audited(c *gin.Context) {
 	c.Next()
 	if c.Request.Method == http.MethodGet || c.Writer.Status() == http.StatusTooManyRequests {
 		return
 	}
 	p, ok := access.From(c)
+	role := p.Role.String()
 	if !ok {
-		p.Name = "anonymous"
+		p.Name, role = "anonymous", "none"
 	}
 	e := fleet.AuditEntry{
 		Time:   time.Now().UTC(),
 		Actor:  p.Name,
-		Role:   roleName(p.Role),
+		Role:   role,
 		Source: access.PeerIP(c.Request),
 		Action: c.Request.Method + " " + c.FullPath(),
 		Target: c.Param("id"),
@@ -50,16 +53,9 @@ func (s *Server) audited(c *gin.Context) {
 // entry (e.g. the command line it submitted).
 const auditDetailKey = "api.audit_detail"
 
-func roleName(r access.Role) string {
-	if r == 0 {
-		return ""
-	}
-	return r.String()
-}
-
 // listAudit answers GET /api/audit?actor=&action=&target=&since=.
 func (s *Server) listAudit(c *gin.Context) {
-	limit, offset, ok := page(c)
+	limit, offset, ok := s.page(c)
 	if !ok {
 		return
 	}
@@ -70,7 +66,7 @@ func (s *Server) listAudit(c *gin.Context) {
 		Limit:  limit,
 		Offset: offset,
 	}
-	if f.Since, ok = sinceParam(c); !ok {
+	if f.Since, ok = s.since(c); !ok {
 		return
 	}
 	entries, total, err := s.Store.ListAudit(c.Request.Context(), f)

@@ -3,108 +3,211 @@ package api
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
-	"strconv"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
-	"github.com/home-console/client-manager/internal/dispatch"
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/internal/secret"
 )
 
-// maxBatchTargets bounds how many agents one batch may address.
+// maxBatchTargets bounds how many agents one batch may address: as many
+// ids, or as many agents matching its labels. Beyond it the batch is
+// refused whole with 413 too_many_targets; nothing is submitted.
 const maxBatchTargets = 10000
 
 // batchBody is the body of POST /api/commands: one command for the agents
 // selected by ids and/or labels (both given: an agent must match both).
 type batchBody struct {
-	ClientIDs []string          `json:"client_ids"`
-	Labels    map[string]string `json:"labels"`
+	AgentIDs []string          `json:"client_ids"`
+	Labels   map[string]string `json:"labels"`
 	commandBody
 }
 
-// batchItem is one agent's outcome in a batch.
+// batchItem is one agent's outcome in a batch: its command, or the error
+// that kept it from getting one.
 type batchItem struct {
-	ClientID string                `json:"client_id"`
-	Command  *commandView          `json:"command,omitempty"`
-	Error    *httpjson.ErrorDetail `json:"error,omitempty"`
+	AgentID string                `json:"client_id"`
+	Command *commandView          `json:"command,omitempty"`
+	Error   *httpjson.ErrorDetail `json:"error,omitempty"`
+}
+
+// batchAnswer is the answer to POST /api/commands.
+type batchAnswer struct {
+	BatchID string      `json:"batch_id"`
+	Items   []batchItem `json:"items"`
+	Total   int         `json:"total"`
+}
+
+// target is an agent a batch addresses; refused, if set, says why it
+// gets no command.
+type target struct {
+	id      string
+	refused error
 }
 
 // batchCommand answers POST /api/commands[?wait=30s] with 202 and one item
-// per selected agent; with wait, it first waits for the results.
+// per addressed agent: every id of client_ids (once each, in their order),
+// or every agent the labels select. With wait, it first waits for the
+// results.
 func (s *Server) batchCommand(c *gin.Context) {
-	wait, ok := waitParam(c)
+	wait, ok := s.wait(c)
 	if !ok {
 		return
 	}
 	var body batchBody
-	if !s.decodeJSON(c, &body) {
+	if !s.decodeJSON(c, &body) || !s.allowed(c, body.commandBody) {
 		return
 	}
-	if len(body.ClientIDs) == 0 && len(body.Labels) == 0 {
-		httpjson.Error(c, http.StatusBadRequest, "invalid_selector", "select agents with client_ids and/or labels")
+	if err := checkSelector(body); err != nil {
+		s.fail(c, err)
 		return
 	}
-	agents, total, err := s.Store.ListAgents(c.Request.Context(), fleet.AgentFilter{
-		IDs: body.ClientIDs, Labels: body.Labels, Limit: maxBatchTargets,
-	})
+	ctx := c.Request.Context()
+	targets, err := s.batchTargets(ctx, body)
 	if err != nil {
 		s.storeError(c, "clients", err)
 		return
 	}
-	if total > maxBatchTargets {
-		httpjson.Error(c, http.StatusRequestEntityTooLarge, "too_many_targets", "a batch may address at most 10000 agents")
-		return
-	}
 	p, _ := access.From(c)
-	if !s.Policy.Allows(p.Role, body.Command) {
-		httpjson.Error(c, http.StatusForbidden, "command_not_allowed",
-			"the "+p.Role.String()+" role may not run "+strconv.Quote(body.Command))
+	answer := batchAnswer{BatchID: secret.NewID("bat_")}
+	answer.Items, err = s.submitAll(ctx, targets, body.commandBody, p, answer.BatchID)
+	if err != nil {
+		s.fail(c, err)
 		return
-	}
-	c.Set(auditDetailKey, argvDetail(body.Command, body.Args))
-	batchID := secret.NewID("bat_")
-	items := make([]batchItem, len(agents))
-	for i, a := range agents {
-		req := body.request(a.ID, p)
-		req.BatchID = batchID
-		items[i] = s.submitOne(c.Request.Context(), req)
 	}
 	if wait > 0 {
-		s.waitAll(c.Request.Context(), items, wait)
+		s.waitAll(ctx, answer.Items, wait)
 	}
-	c.JSON(http.StatusAccepted, gin.H{"batch_id": batchID, "items": items, "total": len(items)})
+	answer.Total = len(answer.Items)
+	c.JSON(http.StatusAccepted, answer)
 }
 
-func (s *Server) submitOne(ctx context.Context, req dispatch.Request) batchItem {
-	item := batchItem{ClientID: req.ClientID}
-	cmd, err := s.Commands.Submit(ctx, req)
-	if err != nil {
-		item.Error = &httpjson.ErrorDetail{Code: submitErrorCode(err), Message: err.Error()}
-		return item
-	}
-	v := viewCommand(cmd)
-	item.Command = &v
-	return item
-}
-
-func submitErrorCode(err error) string {
+// checkSelector refuses a batch that selects nothing, names an empty id,
+// or names more than maxBatchTargets ids (counted as given).
+func checkSelector(body batchBody) error {
 	switch {
-	case errors.Is(err, dispatch.ErrInvalidRequest):
-		return "invalid_command"
-	case errors.Is(err, dispatch.ErrClientOffline):
-		return "client_offline"
-	case errors.Is(err, dispatch.ErrClientRevoked):
-		return "client_revoked"
-	case errors.Is(err, dispatch.ErrUnknownClient):
-		return "unknown_client"
+	case len(body.AgentIDs) == 0 && len(body.Labels) == 0:
+		return fleet.Errorf(codeInvalidSelector, "select agents with client_ids and/or labels")
+	case len(body.AgentIDs) > maxBatchTargets:
+		return fleet.Errorf(codeTooManyTargets, "client_ids names %d agents; a batch may address at most %d", len(body.AgentIDs), maxBatchTargets)
+	case slices.Contains(body.AgentIDs, ""):
+		return fleet.Errorf(codeInvalidSelector, "client_ids must not contain an empty id")
 	}
-	return "internal"
+	return nil
+}
+
+// batchTargets resolves a batch's selector: labels alone (labelTargets)
+// or ids, with or without labels (idTargets).
+func (s *Server) batchTargets(ctx context.Context, body batchBody) ([]target, error) {
+	if len(body.AgentIDs) == 0 {
+		return s.labelTargets(ctx, body.Labels)
+	}
+	return s.idTargets(ctx, body.AgentIDs, body.Labels)
+}
+
+// labelTargets addresses every agent (not revoked) that has labels, or
+// fails with too_many_targets when more than maxBatchTargets do.
+func (s *Server) labelTargets(ctx context.Context, labels map[string]string) ([]target, error) {
+	var targets []target
+	err := s.scanAgents(ctx, fleet.AgentFilter{Labels: labels}, func(total int, page []fleet.Agent) error {
+		if total > maxBatchTargets {
+			return fleet.Errorf(codeTooManyTargets, "the labels select %d agents; a batch may address at most %d", total, maxBatchTargets)
+		}
+		for _, a := range page {
+			targets = append(targets, target{id: a.ID})
+		}
+		return nil
+	})
+	return targets, err
+}
+
+// idTargets addresses each of ids once, in their order. With labels, an
+// id whose agent does not have them all is refused (unmatched); without,
+// Submit refuses unknown and revoked agents itself.
+func (s *Server) idTargets(ctx context.Context, ids []string, labels map[string]string) ([]target, error) {
+	var targets []target
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			targets = append(targets, target{id: id})
+		}
+	}
+	if len(labels) == 0 {
+		return targets, nil
+	}
+	matched := make(map[string]bool, len(targets))
+	f := fleet.AgentFilter{IDs: slices.Collect(maps.Keys(seen)), Labels: labels, IncludeRevoked: true}
+	err := s.scanAgents(ctx, f, func(_ int, page []fleet.Agent) error {
+		for _, a := range page {
+			matched[a.ID] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range targets {
+		if !matched[targets[i].id] {
+			targets[i].refused = s.unmatched(ctx, targets[i].id)
+		}
+	}
+	return targets, nil
+}
+
+// unmatched says why agent id, named by a batch, does not have the
+// batch's labels: it is unknown, revoked, or has other labels.
+func (s *Server) unmatched(ctx context.Context, id string) error {
+	a, err := s.Store.Agent(ctx, id)
+	switch {
+	case errors.Is(err, fleet.ErrNotFound):
+		return commandError(id, fleet.ErrUnknownAgent)
+	case err != nil:
+		return err
+	case a.Revoked:
+		return commandError(id, fleet.ErrAgentRevoked)
+	}
+	return fleet.Errorf(codeLabelsNotMatched, "agent %q does not have the batch's labels", id)
+}
+
+// submitAll submits the command to every target not refused and returns
+// one item per target. A command the dispatcher finds invalid is invalid
+// for every target: that error, on the first submission, fails the whole
+// batch before anything was stored.
+func (s *Server) submitAll(ctx context.Context, targets []target, body commandBody, p access.Principal, batchID string) ([]batchItem, error) {
+	items := make([]batchItem, len(targets))
+	submitted := false
+	for i, t := range targets {
+		items[i].AgentID = t.id
+		err := t.refused
+		if err == nil {
+			req := body.request(t.id, p)
+			req.BatchID = batchID
+			cmd, serr := s.Commands.Submit(ctx, req)
+			if serr == nil {
+				v := viewCommand(cmd)
+				items[i].Command, submitted = &v, true
+				continue
+			}
+			if !submitted && fleet.CodeOf(serr) == fleet.CodeInvalidCommand {
+				return nil, serr
+			}
+			err = commandError(t.id, serr)
+		}
+		d := detail(err)
+		if d.Code == string(fleet.CodeInternal) {
+			s.Log.Error("batch command not submitted", "agent_id", t.id, "err", err)
+		}
+		items[i].Error = &d
+	}
+	return items, nil
 }
 
 // waitAll waits, at most wait in total, for every submitted command and
@@ -118,15 +221,14 @@ func (s *Server) waitAll(ctx context.Context, items []batchItem, wait time.Durat
 		if items[i].Command == nil {
 			continue
 		}
-		wg.Add(1)
 		sem <- struct{}{}
-		go func(it *batchItem) {
-			defer func() { <-sem; wg.Done() }()
-			if got, err := s.Commands.Wait(ctx, it.Command.ID); err == nil {
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if got, err := s.Commands.Wait(ctx, items[i].Command.ID); err == nil {
 				v := viewCommand(got)
-				it.Command = &v
+				items[i].Command = &v
 			}
-		}(&items[i])
+		})
 	}
 	wg.Wait()
 }

@@ -1,42 +1,41 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/fleet"
-	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
-// Client statuses shown by the API.
+// Agent statuses shown by the API.
 const (
-	clientOnline  = "online"
-	clientOffline = "offline"
-	clientRevoked = "revoked"
+	agentOnline  = "online"
+	agentOffline = "offline"
+	agentRevoked = "revoked"
 )
 
-// clientView is an agent as the API shows it.
-type clientView struct {
+// agentView is an agent as the API shows it.
+type agentView struct {
 	fleet.Agent
 	Status string `json:"status"`
 	// ConnectedAt is when the current connection was made (online only).
 	ConnectedAt *time.Time `json:"connected_at,omitempty"`
 }
 
-func (s *Server) view(a fleet.Agent) clientView {
-	v := clientView{Agent: a, Status: clientOffline}
+func (s *Server) view(a fleet.Agent) agentView {
+	v := agentView{Agent: a, Status: agentOffline}
 	since, online := s.Presence.ConnectedSince(a.ID)
 	switch {
 	case a.Revoked:
-		v.Status = clientRevoked
+		v.Status = agentRevoked
 	case online:
-		v.Status, v.ConnectedAt = clientOnline, &since
+		v.Status, v.ConnectedAt = agentOnline, &since
 	}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
@@ -47,9 +46,9 @@ func (s *Server) view(a fleet.Agent) clientView {
 	return v
 }
 
-// listClients answers GET /api/clients?status=&label=k=v&q=&limit=&offset=.
-func (s *Server) listClients(c *gin.Context) {
-	limit, offset, ok := page(c)
+// listAgents answers GET /api/clients?status=&label=k=v&q=&limit=&offset=.
+func (s *Server) listAgents(c *gin.Context) {
+	limit, offset, ok := s.page(c)
 	if !ok {
 		return
 	}
@@ -57,18 +56,18 @@ func (s *Server) listClients(c *gin.Context) {
 	for _, l := range c.QueryArray("label") {
 		k, v, found := strings.Cut(l, "=")
 		if !found || k == "" {
-			httpjson.Error(c, http.StatusBadRequest, "invalid_query", "label must be key=value")
+			s.failf(c, codeInvalidQuery, "label must be key=value")
 			return
 		}
 		f.Labels[k] = v
 	}
 	status := c.Query("status")
 	switch status {
-	case "", clientOnline, clientOffline:
-	case clientRevoked:
+	case "", agentOnline, agentOffline:
+	case agentRevoked:
 		f.IncludeRevoked = true
 	default:
-		httpjson.Error(c, http.StatusBadRequest, "invalid_query", "status must be online, offline or revoked")
+		s.failf(c, codeInvalidQuery, "status must be online, offline or revoked")
 		return
 	}
 	if status == "" {
@@ -79,47 +78,64 @@ func (s *Server) listClients(c *gin.Context) {
 			s.storeError(c, "clients", err)
 			return
 		}
-		s.writeClients(c, agents, total, limit, offset)
+		s.writeAgents(c, agents, total, limit, offset)
 		return
 	}
-	s.listClientsByStatus(c, f, status, limit, offset)
+	s.listAgentsByStatus(c, f, status, limit, offset)
 }
 
-// listClientsByStatus filters on presence, which lives in memory, so it
-// scans the matching agents in pages and paginates the result itself.
-func (s *Server) listClientsByStatus(c *gin.Context, f fleet.AgentFilter, status string, limit, offset int) {
+// listAgentsByStatus filters on presence, which lives in memory, so it
+// scans the matching agents and paginates the result itself.
+func (s *Server) listAgentsByStatus(c *gin.Context, f fleet.AgentFilter, status string, limit, offset int) {
 	var matched []fleet.Agent
-	f.Limit = 1000
-	for f.Offset = 0; ; f.Offset += f.Limit {
-		agents, total, err := s.Store.ListAgents(c.Request.Context(), f)
-		if err != nil {
-			s.storeError(c, "clients", err)
-			return
-		}
+	err := s.scanAgents(c.Request.Context(), f, func(_ int, agents []fleet.Agent) error {
 		for _, a := range agents {
 			if s.view(a).Status == status {
 				matched = append(matched, a)
 			}
 		}
-		if f.Offset+len(agents) >= total || len(agents) == 0 {
-			break
-		}
+		return nil
+	})
+	if err != nil {
+		s.storeError(c, "clients", err)
+		return
 	}
 	total := len(matched)
 	matched = matched[min(offset, total):min(offset+limit, total)]
-	s.writeClients(c, matched, total, limit, offset)
+	s.writeAgents(c, matched, total, limit, offset)
 }
 
-func (s *Server) writeClients(c *gin.Context, agents []fleet.Agent, total, limit, offset int) {
-	items := make([]clientView, 0, len(agents))
+// scanAgents calls fn with each page of the agents f selects (f.Limit and
+// f.Offset are its own) and the number matching, until the last page or
+// the first error, which it returns.
+func (s *Server) scanAgents(ctx context.Context, f fleet.AgentFilter, fn func(total int, page []fleet.Agent) error) error {
+	f.Limit = maxLimit
+	for f.Offset = 0; ; {
+		page, total, err := s.Store.ListAgents(ctx, f)
+		if err != nil {
+			return err
+		}
+		if err := fn(total, page); err != nil {
+			return err
+		}
+		// The store may return less than asked: advance by what came.
+		f.Offset += len(page)
+		if len(page) == 0 || f.Offset >= total {
+			return nil
+		}
+	}
+}
+
+func (s *Server) writeAgents(c *gin.Context, agents []fleet.Agent, total, limit, offset int) {
+	items := make([]agentView, 0, len(agents))
 	for _, a := range agents {
 		items = append(items, s.view(a))
 	}
-	c.JSON(http.StatusOK, listPage[clientView]{Items: items, Total: total, Limit: limit, Offset: offset})
+	c.JSON(http.StatusOK, listPage[agentView]{Items: items, Total: total, Limit: limit, Offset: offset})
 }
 
-// getClient answers GET /api/clients/:id.
-func (s *Server) getClient(c *gin.Context) {
+// getAgent answers GET /api/clients/:id.
+func (s *Server) getAgent(c *gin.Context) {
 	a, err := s.Store.Agent(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		s.storeError(c, "client", err)
@@ -128,10 +144,10 @@ func (s *Server) getClient(c *gin.Context) {
 	c.JSON(http.StatusOK, s.view(a))
 }
 
-// deleteClient answers DELETE /api/clients/:id[?revoke=true]: it
+// deleteAgent answers DELETE /api/clients/:id[?revoke=true]: it
 // disconnects the agent and, with revoke, revokes its credential so it
 // cannot reconnect.
-func (s *Server) deleteClient(c *gin.Context) {
+func (s *Server) deleteAgent(c *gin.Context) {
 	id := c.Param("id")
 	ctx := c.Request.Context()
 	if _, err := s.Store.Agent(ctx, id); err != nil {
@@ -146,9 +162,9 @@ func (s *Server) deleteClient(c *gin.Context) {
 			return
 		}
 	}
-	code, reason := websocket.StatusCode(agentproto.CloseDeleted), "disconnected by an operator"
+	code, reason := int(agentproto.CloseDeleted), "disconnected by an operator"
 	if revoke {
-		code, reason = agentproto.CloseRevoked, "credential revoked"
+		code, reason = int(agentproto.CloseRevoked), "credential revoked"
 	}
 	disconnected := s.Presence.Disconnect(id, code, reason)
 	c.JSON(http.StatusOK, gin.H{"id": id, "disconnected": disconnected, "revoked": revoke})

@@ -14,9 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
-	"github.com/home-console/client-manager/internal/dispatch"
 	"github.com/home-console/client-manager/internal/fleet"
-	"github.com/home-console/client-manager/internal/httpjson"
 )
 
 // maxWait bounds how long a synchronous request waits for a result.
@@ -72,9 +70,9 @@ func viewCommand(cmd fleet.Command) commandView {
 	return commandView{Command: cmd, Timeout: cmd.Timeout.String()}
 }
 
-func (b commandBody) request(clientID string, p access.Principal) dispatch.Request {
-	return dispatch.Request{
-		ClientID:       clientID,
+func (b commandBody) request(agentID string, p access.Principal) fleet.CommandRequest {
+	return fleet.CommandRequest{
+		ClientID:       agentID,
 		Command:        b.Command,
 		Args:           b.Args,
 		Timeout:        time.Duration(b.Timeout),
@@ -84,51 +82,63 @@ func (b commandBody) request(clientID string, p access.Principal) dispatch.Reque
 	}
 }
 
+// allowed records the command's argv in the request's audit entry, then
+// checks the caller's role may run it (s.Policy), or answers 403
+// command_not_allowed and returns false.
+func (s *Server) allowed(c *gin.Context, body commandBody) bool {
+	c.Set(auditDetailKey, argvDetail(body.Command, body.Args))
+	p, _ := access.From(c)
+	if !s.Policy.Allows(p.Role, body.Command) {
+		s.failf(c, codeCommandNotAllowed, "the %s role may not run %q; see CLIENT_MANAGER_OPERATOR_COMMANDS", p.Role, body.Command)
+		return false
+	}
+	return true
+}
+
 // submit decodes the body and submits the command; it writes the error
 // response and returns false on failure.
 func (s *Server) submit(c *gin.Context) (fleet.Command, bool) {
 	var body commandBody
-	if !s.decodeJSON(c, &body) {
+	if !s.decodeJSON(c, &body) || !s.allowed(c, body) {
 		return fleet.Command{}, false
 	}
 	p, _ := access.From(c)
-	if !s.Policy.Allows(p.Role, body.Command) {
-		httpjson.Error(c, http.StatusForbidden, "command_not_allowed",
-			fmt.Sprintf("the %s role may not run %q; see CLIENT_MANAGER_OPERATOR_COMMANDS", p.Role, body.Command))
-		return fleet.Command{}, false
-	}
-	c.Set(auditDetailKey, argvDetail(body.Command, body.Args))
-	cmd, err := s.Commands.Submit(c.Request.Context(), body.request(c.Param("id"), p))
+	id := c.Param("id")
+	cmd, err := s.Commands.Submit(c.Request.Context(), body.request(id, p))
 	if err != nil {
-		s.submitError(c, err)
+		s.fail(c, commandError(id, err))
 		return fleet.Command{}, false
 	}
 	return cmd, true
 }
 
-func (s *Server) submitError(c *gin.Context, err error) {
-	switch {
-	case errors.Is(err, dispatch.ErrInvalidRequest):
-		httpjson.Error(c, http.StatusBadRequest, "invalid_command", err.Error())
-	case errors.Is(err, dispatch.ErrUnknownClient):
-		httpjson.Error(c, http.StatusNotFound, "unknown_client", "no agent has id "+strconv.Quote(c.Param("id")))
-	case errors.Is(err, dispatch.ErrClientRevoked):
-		httpjson.Error(c, http.StatusConflict, "client_revoked", err.Error())
-	case errors.Is(err, dispatch.ErrClientOffline):
-		httpjson.Error(c, http.StatusConflict, "client_offline",
-			err.Error()+`; set "queue_if_offline": true to queue it until the agent connects`)
-	default:
-		s.storeError(c, "command", err)
-	}
+// commandMessages phrase Commands.Submit's errors about an agent.
+var commandMessages = map[fleet.ErrorCode]string{
+	fleet.CodeUnknownAgent: "no agent has id %q",
+	fleet.CodeAgentRevoked: "agent %q is revoked",
+	fleet.CodeAgentOffline: `agent %q is offline; set "queue_if_offline": true to queue the command until it connects`,
 }
+
+// commandError phrases an error of Commands.Submit for the command to
+// agentID; other errors are returned as they are.
+func commandError(agentID string, err error) error {
+	code := fleet.CodeOf(err)
+	if format, ok := commandMessages[code]; ok {
+		return fleet.Errorf(code, format, agentID)
+	}
+	return err
+}
+
+// maxArgvDetail bounds the argv an audit entry records.
+const maxArgvDetail = 512
 
 // argvDetail renders argv for the audit log, bounded in size.
 func argvDetail(command string, args []string) string {
 	d := strconv.Quote(command)
 	for _, a := range args {
 		d += " " + strconv.Quote(a)
-		if len(d) > 512 {
-			return d[:512] + "…"
+		if len(d) > maxArgvDetail {
+			return d[:maxArgvDetail] + "…"
 		}
 	}
 	return d
@@ -138,7 +148,7 @@ func argvDetail(command string, args []string) string {
 // up to ?wait= (default: the command's timeout plus 2s, at most 5m) and
 // answers 200 with the finished command, or 202 if it is still live.
 func (s *Server) runCommand(c *gin.Context) {
-	wait, ok := waitParam(c)
+	wait, ok := s.wait(c)
 	if !ok {
 		return
 	}
@@ -170,7 +180,10 @@ func (s *Server) runCommandAsync(c *gin.Context) {
 	}
 }
 
-func waitParam(c *gin.Context) (time.Duration, bool) {
+// wait reads the optional "wait" query parameter: a duration ("30s") or
+// a number of seconds, from 1s to maxWait. It writes the error response
+// and returns false when it is invalid.
+func (s *Server) wait(c *gin.Context) (time.Duration, bool) {
 	v := c.Query("wait")
 	if v == "" {
 		return 0, true
@@ -181,8 +194,8 @@ func waitParam(c *gin.Context) (time.Duration, bool) {
 			d, err = time.Duration(secs)*time.Second, nil
 		}
 	}
-	if err != nil || d <= 0 || d > maxWait {
-		httpjson.Error(c, http.StatusBadRequest, "invalid_query", "wait must be a duration from 1s to 5m")
+	if err != nil || d < time.Second || d > maxWait {
+		s.failf(c, codeInvalidQuery, "wait must be a duration from 1s to %s", maxWait)
 		return 0, false
 	}
 	return d, true
@@ -216,12 +229,12 @@ func (s *Server) cancelCommand(c *gin.Context) {
 
 // listCommands answers GET /api/commands (history).
 func (s *Server) listCommands(c *gin.Context) {
-	limit, offset, ok := page(c)
+	limit, offset, ok := s.page(c)
 	if !ok {
 		return
 	}
 	f := fleet.CommandFilter{
-		ClientID:    c.Query("client_id"),
+		AgentID:     c.Query("client_id"),
 		BatchID:     c.Query("batch_id"),
 		RequestedBy: c.Query("requested_by"),
 		Limit:       limit,
@@ -232,7 +245,7 @@ func (s *Server) listCommands(c *gin.Context) {
 			f.Status = append(f.Status, fleet.CommandStatus(st))
 		}
 	}
-	if f.Since, ok = sinceParam(c); !ok {
+	if f.Since, ok = s.since(c); !ok {
 		return
 	}
 	cmds, total, err := s.Store.ListCommands(c.Request.Context(), f)

@@ -1,15 +1,12 @@
 package api
 
 import (
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
-	"github.com/home-console/client-manager/internal/httpjson"
-	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/ratelimit"
 )
 
@@ -28,22 +25,34 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	if wait, ok := s.Limiter.Allow(key, now); !ok {
 		c.Header("Retry-After", strconv.Itoa(ratelimit.RetryAfter(wait)))
-		httpjson.Error(c, http.StatusTooManyRequests, "rate_limited", "too many requests from this caller; retry later")
+		s.failf(c, codeRateLimited, "too many requests from this caller; retry later")
 		return
 	}
 	if err != nil {
-		access.Fail(c, err)
+		s.fail(c, err)
 		return
 	}
 	access.Set(c, p)
 }
 
+// require returns middleware that answers 403 forbidden unless the
+// caller, identified by authenticate before it, has at least role min.
+func (s *Server) require(min access.Role) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, _ := access.From(c)
+		if err := p.Need(min); err != nil {
+			s.fail(c, err)
+		}
+	}
+}
+
 // checkOrigin answers 403 origin_not_allowed to a web page of another
-// origin than s.Origins allows. Without it, a page the operator visits
-// could post to the API from the operator's browser: on the server host
-// with no token configured, as the loopback admin.
+// origin than s.Origins allows (origin.Policy.Check, which POST
+// /api/enroll applies too). Without it, a page the
+// operator visits could post to the API from the operator's browser: on
+// the server host with no token configured, as the loopback admin.
 func (s *Server) checkOrigin(c *gin.Context) {
-	if !s.Origins.Allowed(c.Request) {
-		httpjson.Error(c, http.StatusForbidden, "origin_not_allowed", origin.Message)
+	if !s.Origins.Check(c.Writer, c.Request) {
+		c.Abort()
 	}
 }

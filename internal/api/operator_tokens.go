@@ -7,7 +7,13 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
-	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/fleet"
+)
+
+// Limits of POST /api/tokens.
+const (
+	maxOperatorTokenName = 200
+	maxOperatorTokenTTL  = 10 * 365 * 24 * time.Hour
 )
 
 // operatorTokenBody is the body of POST /api/tokens.
@@ -17,6 +23,13 @@ type operatorTokenBody struct {
 	TTL  duration `json:"ttl"`
 }
 
+// operatorTokenAnswer is the answer to POST /api/tokens.
+type operatorTokenAnswer struct {
+	// Token is the secret, shown only here.
+	Token         string              `json:"token"`
+	OperatorToken fleet.OperatorToken `json:"operator_token"`
+}
+
 // createOperatorToken answers 201 with a new operator token, shown once.
 func (s *Server) createOperatorToken(c *gin.Context) {
 	var body operatorTokenBody
@@ -24,16 +37,15 @@ func (s *Server) createOperatorToken(c *gin.Context) {
 		return
 	}
 	role, err := access.ParseRole(body.Role)
-	if err != nil {
-		httpjson.Error(c, http.StatusBadRequest, "invalid_token_request", err.Error())
+	switch {
+	case err != nil:
+		s.failf(c, codeInvalidTokenRequest, "%v", err)
 		return
-	}
-	if body.Name == "" || len(body.Name) > 200 {
-		httpjson.Error(c, http.StatusBadRequest, "invalid_token_request", "name is required, at most 200 bytes")
+	case body.Name == "" || len(body.Name) > maxOperatorTokenName:
+		s.failf(c, codeInvalidTokenRequest, "name is required, at most %d bytes", maxOperatorTokenName)
 		return
-	}
-	if body.TTL < 0 || body.TTL > duration(10*365*24*time.Hour) {
-		httpjson.Error(c, http.StatusBadRequest, "invalid_token_request", "ttl must be from 0 (no expiry) to 87600h")
+	case body.TTL < 0 || time.Duration(body.TTL) > maxOperatorTokenTTL:
+		s.failf(c, codeInvalidTokenRequest, "ttl must be from 0 (no expiry) to %s", maxOperatorTokenTTL)
 		return
 	}
 	p, _ := access.From(c)
@@ -42,7 +54,7 @@ func (s *Server) createOperatorToken(c *gin.Context) {
 		s.storeError(c, "operator token", err)
 		return
 	}
-	c.JSON(http.StatusCreated, gin.H{"token": token, "operator_token": t})
+	c.JSON(http.StatusCreated, operatorTokenAnswer{Token: token, OperatorToken: t})
 }
 
 // listOperatorTokens answers GET /api/tokens (no secrets).

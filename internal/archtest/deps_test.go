@@ -34,12 +34,16 @@ const (
 // by its path relative to the module. Everything below cmd/ and e2e/ is
 // assembly. Keep it in step with the table in docs/architecture.md.
 var layers = map[string]layer{
-	"internal/fleet":    domain,
-	"internal/events":   domain,
-	"internal/access":   domain,
-	"internal/manifest": domain,
+	"internal/fleet":       domain,
+	"internal/events":      domain,
+	"internal/access":      domain,
+	"internal/manifest":    domain,
+	"internal/pluginstate": domain,
 
 	"internal/atomicfile":   shared,
+	"internal/cmdflags":     shared,
+	"internal/envhelp":      shared,
+	"internal/linesplit":    shared,
 	"internal/archtest":     shared,
 	"internal/dirlock":      shared,
 	"internal/drain":        shared,
@@ -67,6 +71,7 @@ var layers = map[string]layer{
 	"pkg/agent":           adapter,
 
 	"internal/cmservice":   assembly,
+	"internal/runtimehost": assembly,
 	"internal/hub/hubtest": assembly, // test support: a hub over a real store and enrollment
 }
 

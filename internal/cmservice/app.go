@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
@@ -20,6 +21,7 @@ import (
 	"github.com/home-console/client-manager/internal/metrics"
 	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/sqlite"
+	"github.com/home-console/client-manager/internal/version"
 )
 
 // StoreFile is the SQLite database's name inside the data directory.
@@ -56,9 +58,11 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 	a := &app{store: store, bus: events.New(), metrics: metrics.New(), origins: origins}
 	a.tokens = &access.StoreTokens{Store: store}
-	a.enroll = enroll.New(store, a.bus, log, cfg.Enroll)
+	enrollOpts := cfg.Enroll
+	enrollOpts.Origins = origins
+	a.enroll = enroll.New(store, a.bus, log, enrollOpts)
 	hubCfg := cfg.Hub
-	hubCfg.ServerVersion = Version
+	hubCfg.ServerVersion = version.Get().Version
 	hubCfg.MaxOutputBytes = int64(cfg.Dispatch.MaxOutputBytes)
 	hubCfg.Origins = origins
 	a.hub = hub.New(hubCfg, a.enroll, store, a.bus, log)
@@ -111,4 +115,9 @@ type presence struct{ *hub.Hub }
 func (p presence) ConnectedSince(agentID string) (time.Time, bool) {
 	sess, ok := p.Session(agentID)
 	return sess.ConnectedAt, ok
+}
+
+// Disconnect implements api.Presence.
+func (p presence) Disconnect(agentID string, code int, reason string) bool {
+	return p.Hub.Disconnect(agentID, websocket.StatusCode(code), reason)
 }

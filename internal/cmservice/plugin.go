@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/home-console/client-manager/internal/version"
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
 
@@ -19,7 +20,7 @@ var _ pluginproto.Plugin = (*Plugin)(nil)
 func (p *Plugin) Describe(context.Context) (pluginproto.Description, error) {
 	return pluginproto.Description{
 		Name:        "client_manager",
-		Version:     Version,
+		Version:     version.Get().Version,
 		Description: "Remote agents over WebSocket and an operator REST API",
 		InstanceID:  p.Service.InstanceID(),
 		PID:         os.Getpid(),

@@ -11,13 +11,16 @@ import (
 	"github.com/home-console/client-manager/internal/api"
 	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/internal/ratelimit"
+	"github.com/home-console/client-manager/internal/version"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
-// Defaults of the operator API's per-caller rate limit.
+// Defaults of the operator API: the per-caller rate limit and the
+// largest request body.
 const (
-	DefaultAPIRate  = 50
-	DefaultAPIBurst = 100
+	DefaultAPIRate      = 50
+	DefaultAPIBurst     = 100
+	DefaultMaxBodyBytes = 1 << 20
 )
 
 func (s *Service) routes(a *app) http.Handler {
@@ -28,7 +31,6 @@ func (s *Service) routes(a *app) http.Handler {
 	r.GET("/health/ready", s.handleReady)
 	r.GET(agentproto.PathWebSocket, gin.WrapH(a.hub.Handler()))
 	r.POST(agentproto.PathEnroll, gin.WrapH(a.enroll.Handler()))
-	r.GET("/metrics", access.Authenticate(a.tokens), access.Require(access.RoleViewer), gin.WrapH(a.metrics))
 	srv := &api.Server{
 		Store:        a.store,
 		Presence:     presence{a.hub},
@@ -38,10 +40,11 @@ func (s *Service) routes(a *app) http.Handler {
 		Tokens:       a.tokens,
 		Policy:       s.commandPolicy(),
 		Log:          s.log,
-		MaxBodyBytes: s.cfg.MaxBodyBytes,
+		MaxBodyBytes: cmp.Or(s.cfg.MaxBodyBytes, DefaultMaxBodyBytes),
 		Limiter:      ratelimit.New(cmp.Or(s.cfg.APIRate, DefaultAPIRate), cmp.Or(s.cfg.APIBurst, DefaultAPIBurst), 0),
 		Origins:      a.origins,
 	}
+	r.GET("/metrics", append(srv.Protect(access.RoleViewer), gin.WrapH(a.metrics))...)
 	srv.Register(r)
 	return r
 }
@@ -55,7 +58,7 @@ func (s *Service) handleHealth(c *gin.Context) {
 	c.JSON(status, gin.H{
 		"status":           string(st),
 		"service":          "client-manager",
-		"version":          Version,
+		"version":          version.Get().Version,
 		"instance_id":      s.instanceID,
 		"uptime_seconds":   int64(time.Since(s.startedAt).Seconds()),
 		"agents_connected": s.agentsConnected(),

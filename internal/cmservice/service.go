@@ -23,9 +23,6 @@ import (
 	"github.com/home-console/client-manager/internal/hub"
 )
 
-// Version is the client manager's version.
-const Version = "0.1.0"
-
 // Config is the client manager's configuration.
 type Config struct {
 	// Host and Port are the HTTP listen address. Port 0 picks a free port.
@@ -60,6 +57,24 @@ type Config struct {
 	Hub      hub.Config
 	Dispatch dispatch.Config
 	Enroll   enroll.Options
+}
+
+// DefaultConfig returns the configuration the client manager runs with
+// when nothing is set. New applies the defaults of MaxBodyBytes, APIRate
+// and APIBurst, and the packages behind Hub, Dispatch and Enroll theirs,
+// to zero fields; Host, Port and DataDir are taken as given.
+func DefaultConfig() Config {
+	return Config{
+		Host:         "0.0.0.0",
+		Port:         10000,
+		DataDir:      "data",
+		MaxBodyBytes: DefaultMaxBodyBytes,
+		APIRate:      DefaultAPIRate,
+		APIBurst:     DefaultAPIBurst,
+		Hub:          hub.DefaultConfig(),
+		Dispatch:     dispatch.DefaultConfig(),
+		Enroll:       enroll.DefaultOptions(),
+	}
 }
 
 // State is where a Service is in its life.
@@ -143,19 +158,19 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 	case StateStarting, StateReady:
 		return s.addr, nil
 	case StateDraining, StateStopped:
-		return "", errors.New("client manager: service already stopped")
+		return "", errors.New("service already stopped")
 	}
 	s.state = StateStarting
 
 	tlsConf, err := loadTLS(s.cfg.TLSCert, s.cfg.TLSKey)
 	if err != nil {
 		s.state = StateNew
-		return "", fmt.Errorf("client manager: %w", err)
+		return "", err
 	}
 	a, err := openApp(ctx, s.cfg, s.log)
 	if err != nil {
 		s.state = StateNew
-		return "", fmt.Errorf("client manager: %w", err)
+		return "", err
 	}
 	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
 	var lc net.ListenConfig
@@ -163,7 +178,7 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 	if err != nil {
 		s.state = StateNew
 		_ = a.close()
-		return "", fmt.Errorf("client manager: listen on %s: %w", addr, err)
+		return "", fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	s.app = a
 	s.addr = ln.Addr().String()
@@ -230,7 +245,7 @@ func (s *Service) Stop(ctx context.Context, reason string) error {
 	close(s.done)
 	s.log.Info("client manager stopped")
 	if err != nil {
-		return fmt.Errorf("client manager: drain: %w", err)
+		return fmt.Errorf("drain: %w", err)
 	}
 	return nil
 }

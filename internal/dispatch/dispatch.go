@@ -26,18 +26,19 @@ import (
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
-// Errors returned by the Service, checked with errors.Is. Cancel of a
-// finished command returns an error matching fleet.ErrAlreadyFinal.
+// Errors returned by the Service, checked with errors.Is. They are
+// fleet's domain errors, so callers need not import this package. Cancel
+// of a finished command returns an error matching fleet.ErrAlreadyFinal.
 var (
 	// ErrInvalidRequest means Submit's request is malformed (400).
-	ErrInvalidRequest = errors.New("invalid command request")
+	ErrInvalidRequest = fleet.ErrInvalidCommand
 	// ErrUnknownClient means no agent has the requested id (404).
-	ErrUnknownClient = errors.New("unknown client")
+	ErrUnknownClient = fleet.ErrUnknownAgent
 	// ErrClientRevoked means the agent's credential was revoked (409).
-	ErrClientRevoked = errors.New("client revoked")
+	ErrClientRevoked = fleet.ErrAgentRevoked
 	// ErrClientOffline means the agent is not connected and the request
 	// did not ask to queue (409 client_offline).
-	ErrClientOffline = errors.New("client offline")
+	ErrClientOffline = fleet.ErrAgentOffline
 	// ErrUnknownCommand means no command has the id, or it belongs to
 	// another agent (404). It matches fleet.ErrNotFound too.
 	ErrUnknownCommand = fmt.Errorf("unknown command: %w", fleet.ErrNotFound)
@@ -104,21 +105,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Request asks for Command with Args (argv, no shell) to run on ClientID.
-type Request struct {
-	ClientID string
-	Command  string
-	Args     []string
-	// Timeout bounds the run on the agent (0 = Config.DefaultTimeout).
-	Timeout time.Duration
-	// QueueIfOffline queues the command for an offline agent instead of
-	// failing with ErrClientOffline; it expires after TTL (0 =
-	// Config.DefaultTTL) unless the agent connects first.
-	QueueIfOffline bool
-	TTL            time.Duration
-	RequestedBy    string
-	BatchID        string
-}
+// Request asks for a command to run on an agent (see
+// fleet.CommandRequest; Timeout 0 means Config.DefaultTimeout, TTL 0
+// Config.DefaultTTL).
+type Request = fleet.CommandRequest
 
 // Service dispatches commands. Its methods are safe for concurrent use.
 type Service struct {
@@ -273,3 +263,6 @@ func (s *Service) send(agentID, typ string, data any) error {
 }
 
 func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+
+// DefaultConfig returns the defaults noted on each field of Config.
+func DefaultConfig() Config { return Config{}.withDefaults() }

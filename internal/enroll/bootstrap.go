@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/home-console/client-manager/internal/atomicfile"
 	"github.com/home-console/client-manager/internal/secret"
 )
 
@@ -43,8 +44,8 @@ func (s *Service) EnsureBootstrapToken(ctx context.Context, dataDir string) (str
 	if err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("enroll: write bootstrap token: %w", err)
+	if err := atomicfile.Write(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("enroll: bootstrap token: %w", err)
 	}
 	s.log.Info("bootstrap enrollment token written", "path", path, "token_id", t.ID,
 		"uses", t.UsesLeft, "expires_at", t.ExpiresAt)
@@ -71,49 +72,4 @@ func (s *Service) checkBootstrap(ctx context.Context, path, token string) {
 	}
 	s.log.Warn("the bootstrap token file holds a token that can no longer enroll agents; "+
 		"create one through the admin API, or delete the file to get a new one on the next start", "path", path)
-}
-
-// writeFileAtomic writes data to path through a synced temporary file in
-// the same directory and a rename, so readers see the old file or the
-// whole new one.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }

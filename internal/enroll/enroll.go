@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/internal/secret"
 	"github.com/home-console/client-manager/pkg/agentproto"
@@ -25,6 +27,10 @@ import (
 
 // TokenPrefix starts every enrollment token.
 const TokenPrefix = "cmet_"
+
+// AuditRole is the role of enrollment entries in the audit log: their
+// actor is an enrollment token, not an operator.
+const AuditRole = "enrollment"
 
 // ErrInvalidRequest means an enrollment or token request is malformed;
 // checked with errors.Is. Authentication returns the errors of
@@ -57,6 +63,10 @@ type Options struct {
 	BootstrapTTL time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+	// Origins lists the browser origins allowed to enroll besides
+	// same-origin pages (403 origin_not_allowed for others); the zero
+	// value allows none. Agents send no Origin header.
+	Origins origin.Policy
 }
 
 func (o Options) withDefaults() Options {
@@ -172,8 +182,8 @@ func (s *Service) Enroll(ctx context.Context, req agentproto.EnrollRequest, remo
 		return agentproto.EnrollResponse{}, fmt.Errorf("enroll: create agent: %w", err)
 	}
 	s.audit(ctx, fleet.AuditEntry{
-		Time: now, Actor: "enrollment-token:" + tok.ID, Source: remoteAddr,
-		Action: "agent.enroll", Target: id, Result: "ok", Detail: "token " + tok.Name,
+		Time: now, Actor: "enrollment-token:" + tok.ID, Role: AuditRole, Source: hostOf(remoteAddr),
+		Action: "agent.enroll", Target: id, Result: strconv.Itoa(enrolledStatus), Detail: "token " + tok.Name,
 	})
 	s.bus.Publish(events.AgentEnrolled{AgentID: id, Name: name, TokenID: tok.ID})
 	s.log.Info("agent enrolled", "agent_id", id, "name", name, "token_id", tok.ID, "remote_addr", remoteAddr)
@@ -257,4 +267,12 @@ func validateEnroll(req agentproto.EnrollRequest) error {
 		}
 	}
 	return nil
+}
+
+// DefaultOptions returns the defaults of AttemptsPerMinute, BootstrapUses
+// and BootstrapTTL. AttemptBurst and Now stay zero: their defaults follow
+// AttemptsPerMinute and the clock.
+func DefaultOptions() Options {
+	d := Options{}.withDefaults()
+	return Options{AttemptsPerMinute: d.AttemptsPerMinute, BootstrapUses: d.BootstrapUses, BootstrapTTL: d.BootstrapTTL}
 }

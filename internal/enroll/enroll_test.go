@@ -218,7 +218,7 @@ func TestAuthenticate(t *testing.T) {
 		"unknown agent": "agt_000000000000000000000000.secret",
 	} {
 		if _, err := f.svc.Authenticate(ctx, cred); !errors.Is(err, fleet.ErrCredentialInvalid) {
-			t.Errorf("%s: got %v, want ErrUnauthorized", name, err)
+			t.Errorf("%s: got %v, want fleet.ErrCredentialInvalid", name, err)
 		}
 	}
 	if err := f.svc.Revoke(ctx, resp.AgentID, "admin"); err != nil {

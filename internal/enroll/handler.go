@@ -21,7 +21,9 @@ const MaxEnrollBody = 64 << 10
 // in (strict JSON: unknown fields and trailing data are rejected), 201 and
 // an agentproto.EnrollResponse out. Errors are JSON
 // {"error":{"code","message"}}: 400 invalid_json / invalid_request, 401
-// invalid_token, 405 method_not_allowed, 413 body_too_large, 429
+// invalid_token, 403 origin_not_allowed (a browser page of another origin
+// than Options.Origins allows: the rule of the operator API,
+// origin.Policy.Check), 405 method_not_allowed, 413 body_too_large, 429
 // rate_limited (with Retry-After; attempts are limited per remote IP, taken
 // from the connection, not from forwarding headers), 500 internal.
 func (s *Service) Handler() http.Handler {
@@ -32,6 +34,9 @@ func (s *Service) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		httpjson.Write(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+agentproto.PathEnroll)
+		return
+	}
+	if !s.opts.Origins.Check(w, r) {
 		return
 	}
 	if wait, ok := s.limiter.Allow(remoteIP(r), s.opts.Now()); !ok {
@@ -55,7 +60,7 @@ func (s *Service) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusInternalServerError, "internal", "enrollment failed")
 	default:
 		w.Header().Set("Cache-Control", "no-store")
-		writeJSON(w, http.StatusCreated, resp)
+		writeJSON(w, enrolledStatus, resp)
 	}
 }
 
@@ -87,10 +92,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// enrolledStatus answers a successful enrollment; its audit entry
+// records it as the result.
+const enrolledStatus = http.StatusCreated
+
+func remoteIP(r *http.Request) string { return hostOf(r.RemoteAddr) }
+
+// hostOf returns the host of a "host:port" address (the address as it is
+// if it has no port).
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return r.RemoteAddr
+		return addr
 	}
 	return host
 }

@@ -4,34 +4,20 @@
 // adapter; everything else depends on it.
 package fleet
 
-import (
-	"errors"
-	"time"
-)
-
-// Errors every Store returns, checked with errors.Is.
-var (
-	// ErrNotFound means the agent, command or token does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrConflict means the write would break a uniqueness rule.
-	ErrConflict = errors.New("conflict")
-	// ErrTokenInvalid means an enrollment token is unknown, expired or
-	// used up.
-	ErrTokenInvalid = errors.New("enrollment token invalid, expired or used up")
-	// ErrAlreadyFinal means a command already reached a terminal state;
-	// the attempted transition was not applied.
-	ErrAlreadyFinal = errors.New("command already in a terminal state")
-)
+import "time"
 
 // Agent is an enrolled remote machine.
 type Agent struct {
-	ID       string            `json:"id"`
-	Name     string            `json:"name"`
-	Hostname string            `json:"hostname"`
-	OS       string            `json:"os"`
-	Arch     string            `json:"arch"`
-	Version  string            `json:"version"`
-	Labels   map[string]string `json:"labels"`
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Hostname string `json:"hostname"`
+	OS       string `json:"os"`
+	Arch     string `json:"arch"`
+	Version  string `json:"version"`
+	// Labels are the labels given at enrollment, which are authoritative,
+	// plus those of the agent's last hello whose keys enrollment did not
+	// set (see AgentFacts).
+	Labels map[string]string `json:"labels"`
 	// Allowed is the allow-list the agent reported in its last hello.
 	Allowed   []string  `json:"allowed"`
 	FirstSeen time.Time `json:"first_seen"`
@@ -42,14 +28,19 @@ type Agent struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 }
 
-// AgentFacts is what an agent reports about itself on each connection.
+// AgentFacts is what an agent reports about itself on each connection
+// (its hello).
 type AgentFacts struct {
 	Hostname string
 	OS       string
 	Arch     string
 	Version  string
-	Labels   map[string]string
-	Allowed  []string
+	// Labels may add to the agent's enrollment labels but never remove or
+	// change one: a key the operator set at enrollment keeps its
+	// enrollment value. Labels of an earlier hello that this one does not
+	// repeat are dropped.
+	Labels  map[string]string
+	Allowed []string
 }
 
 // AgentFilter selects agents. Zero fields match everything.
@@ -138,6 +129,25 @@ type Command struct {
 	CancelRequestedBy string    `json:"cancel_requested_by,omitempty"`
 }
 
+// CommandRequest asks for Command with Args (argv, no shell) to run on
+// the agent ClientID.
+type CommandRequest struct {
+	ClientID string
+	Command  string
+	Args     []string
+	// Timeout bounds the run on the agent (0: the dispatcher's default).
+	Timeout time.Duration
+	// QueueIfOffline queues the command for an offline agent instead of
+	// failing with ErrAgentOffline; it expires after TTL (0: the
+	// dispatcher's default) unless the agent connects first.
+	QueueIfOffline bool
+	TTL            time.Duration
+	// RequestedBy names the operator (token name, or "loopback").
+	RequestedBy string
+	// BatchID groups the commands of one batch ("" if none).
+	BatchID string
+}
+
 // CommandResult is a terminal outcome applied with Store.FinishCommand.
 type CommandResult struct {
 	Status    CommandStatus
@@ -151,7 +161,7 @@ type CommandResult struct {
 
 // CommandFilter selects commands. Zero fields match everything.
 type CommandFilter struct {
-	ClientID    string
+	AgentID     string
 	Status      []CommandStatus
 	BatchID     string
 	RequestedBy string

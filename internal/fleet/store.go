@@ -20,13 +20,18 @@ type Store interface {
 // AgentStore keeps enrolled agents and their credential hashes.
 type AgentStore interface {
 	// CreateAgent stores a new agent with the hash of its secret.
+	// a.Labels are its enrollment labels: authoritative, kept by every
+	// later TouchAgent.
 	CreateAgent(ctx context.Context, a Agent, secretHash []byte) error
 	// Agent returns one agent, or ErrNotFound.
 	Agent(ctx context.Context, id string) (Agent, error)
 	// AgentSecretHash returns the stored hash of the agent's secret and
 	// whether it is revoked, or ErrNotFound.
 	AgentSecretHash(ctx context.Context, id string) (hash []byte, revoked bool, err error)
-	// TouchAgent records a connection: facts, address and time.
+	// TouchAgent records a connection: facts, address and time. The
+	// agent's labels become facts.Labels with its enrollment labels over
+	// them, so a hello adds labels but never removes or changes one given
+	// at enrollment.
 	TouchAgent(ctx context.Context, id string, facts AgentFacts, addr string, at time.Time) error
 	// SeenAgent updates only the last-seen time (disconnects).
 	SeenAgent(ctx context.Context, id string, at time.Time) error
@@ -35,6 +40,9 @@ type AgentStore interface {
 	// stored time is never moved backwards.
 	SeenAgents(ctx context.Context, at map[string]time.Time) error
 	// ListAgents returns the page selected by f and the total matching.
+	// A store may return fewer than f.Limit agents (internal/sqlite at
+	// most 1000); callers wanting all of them page on by the number
+	// returned.
 	ListAgents(ctx context.Context, f AgentFilter) ([]Agent, int, error)
 	// RevokeAgent marks the agent revoked, or ErrNotFound.
 	RevokeAgent(ctx context.Context, id string, at time.Time) error
@@ -76,8 +84,8 @@ type CommandStore interface {
 	// total matching.
 	ListCommands(ctx context.Context, f CommandFilter) ([]Command, int, error)
 	// LiveCommands returns an agent's non-terminal commands, oldest first
-	// (for delivery on connect). An empty clientID means every agent.
-	LiveCommands(ctx context.Context, clientID string) ([]Command, error)
+	// (for delivery on connect). An empty agentID means every agent.
+	LiveCommands(ctx context.Context, agentID string) ([]Command, error)
 	// ExpireCommands finishes queued commands whose ExpiresAt is before now
 	// as expired, and returns them.
 	ExpireCommands(ctx context.Context, now time.Time) ([]Command, error)

@@ -399,3 +399,6 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// DefaultConfig returns the defaults noted on each field of Config.
+func DefaultConfig() Config { return Config{}.withDefaults() }

@@ -73,7 +73,9 @@ func (c *conn) dispatch(f frame, now int64) {
 }
 
 // onHello records the agent's facts, makes the connection live and
-// answers welcome, then lets the sink (re)deliver commands.
+// answers welcome, then lets the sink (re)deliver commands. hello's labels
+// only add to the enrollment labels: the store keeps every label the
+// operator gave at enrollment (fleet.AgentFacts).
 func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int64) (websocket.StatusCode, string, bool) {
 	h := c.hub
 	facts := fleet.AgentFacts{

@@ -3,8 +3,10 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNew(t *testing.T) {
@@ -50,5 +52,26 @@ func TestNew(t *testing.T) {
 			log.Info("shown")
 			tt.check(t, buf.String())
 		})
+	}
+}
+
+func TestDurationsPrintAsDurations(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		log, err := New(&buf, "info", format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("stopping", "timeout", 30*time.Second, "any", any(1500*time.Microsecond),
+			slog.Group("g", "wait", 2*time.Minute))
+		out := buf.String()
+		for _, want := range []string{"30s", "1.5ms", "2m0s"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: %q lacks %q", format, out, want)
+			}
+		}
+		if strings.Contains(out, "30000000000") {
+			t.Errorf("%s: a duration in nanoseconds: %q", format, out)
+		}
 	}
 }

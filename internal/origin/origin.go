@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/home-console/client-manager/internal/httpjson"
 )
 
 // Policy is a set of allowed origin patterns. The zero Policy allows no
@@ -70,6 +72,21 @@ func (p Policy) Allowed(r *http.Request) bool {
 	}
 	return false
 }
+
+// Check applies the rule to r: it reports whether p allows r (see
+// Allowed) and, if not, answers 403 with the JSON error Code and Message.
+// Every HTTP route that refuses browser pages of other origins uses it, so
+// they all refuse alike.
+func (p Policy) Check(w http.ResponseWriter, r *http.Request) bool {
+	if p.Allowed(r) {
+		return true
+	}
+	httpjson.Write(w, http.StatusForbidden, Code, Message)
+	return false
+}
+
+// Code is the error code of a refusal.
+const Code = "origin_not_allowed"
 
 // Message explains a refusal to the caller.
 const Message = "cross-origin requests from web pages are not allowed; " +

@@ -2,6 +2,7 @@ package origin
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -56,5 +57,26 @@ func TestZeroPolicyAllowsOnlySameOrigin(t *testing.T) {
 func TestBadPattern(t *testing.T) {
 	if _, err := New([]string{"[a-"}); err == nil {
 		t.Fatal("malformed pattern accepted")
+	}
+}
+
+func TestCheckAnswers403(t *testing.T) {
+	var p Policy
+	for origin, allow := range map[string]bool{"": true, "http://cm:10000": true, "https://evil.example": false} {
+		r := httptest.NewRequest("POST", "/api/enroll", nil)
+		r.Host = "cm:10000"
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		w := httptest.NewRecorder()
+		got := p.Check(w, r)
+		switch {
+		case got != allow:
+			t.Errorf("Origin %q: Check = %v, want %v", origin, got, allow)
+		case allow && w.Body.Len() != 0:
+			t.Errorf("Origin %q: allowed, but Check wrote %q", origin, w.Body)
+		case !allow && (w.Code != 403 || !strings.Contains(w.Body.String(), `"code":"`+Code+`"`)):
+			t.Errorf("Origin %q: answered %d %s, want 403 %s", origin, w.Code, w.Body, Code)
+		}
 	}
 }

@@ -23,7 +23,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -210,10 +209,8 @@ func unavailable(w http.ResponseWriter, message string) {
 	writeError(w, http.StatusServiceUnavailable, "plugin_unavailable", message)
 }
 
-// writeError writes the project's JSON error envelope.
+// writeError writes the project's JSON error envelope, never cached.
 func writeError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(httpjson.ErrorBody{Error: httpjson.ErrorDetail{Code: code, Message: message}})
+	httpjson.Write(w, status, code, message)
 }

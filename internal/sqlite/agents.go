@@ -43,15 +43,16 @@ func encodeFacts(labels map[string]string, allowed []string) (string, string, er
 	return l, a, err
 }
 
-// CreateAgent stores a new agent with the hash of its secret. An agent
+// CreateAgent stores a new agent with the hash of its secret; a.Labels
+// are its enrollment labels, which every later TouchAgent keeps. An agent
 // with the same id already stored is fleet.ErrConflict.
 func (s *Store) CreateAgent(ctx context.Context, a fleet.Agent, secretHash []byte) error {
 	labels, allowed, err := encodeFacts(a.Labels, a.Allowed)
 	if err == nil {
 		_, err = s.writer.ExecContext(ctx, `INSERT INTO agents (id, name, hostname, os, arch, version,
-			labels, allowed, first_seen, last_seen, last_addr, secret_hash, revoked, revoked_at, search)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			a.ID, a.Name, a.Hostname, a.OS, a.Arch, a.Version, labels, allowed,
+			labels, enrollment_labels, allowed, first_seen, last_seen, last_addr, secret_hash, revoked, revoked_at, search)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			a.ID, a.Name, a.Hostname, a.OS, a.Arch, a.Version, labels, labels, allowed,
 			encodeTime(a.FirstSeen), encodeTime(a.LastSeen), a.LastAddr, secretHash,
 			a.Revoked, encodeTime(a.RevokedAt), searchText(a.ID, a.Name, a.Hostname))
 	}
@@ -83,23 +84,34 @@ func (s *Store) AgentSecretHash(ctx context.Context, id string) ([]byte, bool, e
 	return hash, revoked, nil
 }
 
-// TouchAgent records a connection: it replaces the agent's facts and sets
-// its address and last-seen time. An unknown id is fleet.ErrNotFound.
+// TouchAgent records a connection: it replaces the agent's facts, sets
+// its address and last-seen time, and sets its labels to facts.Labels
+// with the enrollment labels over them (an enrollment label is never
+// removed or changed by a hello). An unknown id is fleet.ErrNotFound.
 func (s *Store) TouchAgent(ctx context.Context, id string, facts fleet.AgentFacts, addr string, at time.Time) error {
-	labels, allowed, err := encodeFacts(facts.Labels, facts.Allowed)
-	if err == nil {
-		err = s.update(ctx, func(tx *sql.Tx) error {
-			var name string
-			if err := tx.QueryRowContext(ctx, `SELECT name FROM agents WHERE id = ?`, id).Scan(&name); err != nil {
-				return notFound(err)
-			}
-			_, err := tx.ExecContext(ctx, `UPDATE agents SET hostname = ?, os = ?, arch = ?, version = ?,
-				labels = ?, allowed = ?, last_addr = ?, last_seen = ?, search = ? WHERE id = ?`,
-				facts.Hostname, facts.OS, facts.Arch, facts.Version, labels, allowed,
-				addr, encodeTime(at), searchText(id, name, facts.Hostname), id)
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		var name string
+		var enrolled map[string]string
+		err := tx.QueryRowContext(ctx, `SELECT name, enrollment_labels FROM agents WHERE id = ?`, id).
+			Scan(&name, jsonDest{&enrolled})
+		if err != nil {
+			return notFound(err)
+		}
+		merged := maps.Clone(facts.Labels)
+		if merged == nil {
+			merged = make(map[string]string, len(enrolled))
+		}
+		maps.Copy(merged, enrolled)
+		labels, allowed, err := encodeFacts(merged, facts.Allowed)
+		if err != nil {
 			return err
-		})
-	}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE agents SET hostname = ?, os = ?, arch = ?, version = ?,
+			labels = ?, allowed = ?, last_addr = ?, last_seen = ?, search = ? WHERE id = ?`,
+			facts.Hostname, facts.OS, facts.Arch, facts.Version, labels, allowed,
+			addr, encodeTime(at), searchText(id, name, facts.Hostname), id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: touch agent %s: %w", id, err)
 	}

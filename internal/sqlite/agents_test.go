@@ -2,8 +2,11 @@ package sqlite
 
 import (
 	"bytes"
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,11 +30,12 @@ func TestAgentRoundTrip(t *testing.T) {
 	checkSecret(t, s, "a1", []byte("hash-1"), false)
 
 	facts := fleet.AgentFacts{Hostname: "pi-2", OS: "linux", Arch: "amd64", Version: "1.3.0",
-		Labels: map[string]string{"room": "hall"}, Allowed: nil}
+		Labels: map[string]string{"room": "hall", "cpu": "arm"}, Allowed: nil}
 	if err := s.TouchAgent(ctx, "a1", facts, "10.0.0.6:1", at(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	a.Hostname, a.Arch, a.Version, a.Labels, a.Allowed = "pi-2", "amd64", "1.3.0", facts.Labels, []string{}
+	a.Hostname, a.Arch, a.Version, a.Allowed = "pi-2", "amd64", "1.3.0", []string{}
+	a.Labels = map[string]string{"room": "kitchen", "env": "prod", "cpu": "arm"}
 	a.LastAddr, a.LastSeen = "10.0.0.6:1", at(time.Hour)
 	checkAgent(t, s, a)
 
@@ -50,6 +54,44 @@ func TestAgentRoundTrip(t *testing.T) {
 	a.Revoked, a.RevokedAt = true, at(3*time.Hour)
 	checkAgent(t, s, a)
 	checkSecret(t, s, "a1", []byte("hash-1"), true)
+}
+
+// TestHelloLabelsNeverOverrideEnrollment: the labels given at enrollment
+// survive every hello; a hello adds labels of its own, which the next
+// hello replaces; label selection keeps finding the agent.
+func TestHelloLabelsNeverOverrideEnrollment(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	enrolled := map[string]string{"room": "kitchen", "env": "prod"}
+	if err := s.CreateAgent(ctx, fleet.Agent{ID: "a1", Labels: enrolled, FirstSeen: at(0)}, []byte("h")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		hello map[string]string
+		want  map[string]string
+	}{
+		{"hello without labels", nil, enrolled},
+		{"hello adds a label", map[string]string{"cpu": "arm"}, map[string]string{"room": "kitchen", "env": "prod", "cpu": "arm"}},
+		{"hello tries to change one", map[string]string{"room": "attic", "cpu": "x86"}, map[string]string{"room": "kitchen", "env": "prod", "cpu": "x86"}},
+		{"next hello drops its own label", map[string]string{}, enrolled},
+		{"hello repeats them", enrolled, enrolled},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			facts := fleet.AgentFacts{Hostname: "h", Labels: tt.hello}
+			if err := s.TouchAgent(ctx, "a1", facts, "10.0.0.1:1", at(time.Duration(i)*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			a, err := s.Agent(ctx, "a1")
+			if err != nil || !reflect.DeepEqual(a.Labels, tt.want) {
+				t.Fatalf("labels = %v, %v; want %v", a.Labels, err, tt.want)
+			}
+			if _, n, err := s.ListAgents(ctx, fleet.AgentFilter{Labels: enrolled}); err != nil || n != 1 {
+				t.Fatalf("agents with the enrollment labels = %d, %v; want 1", n, err)
+			}
+		})
+	}
 }
 
 func TestAgentEmptyFactsAreEmptyNotNull(t *testing.T) {
@@ -258,5 +300,40 @@ func TestSeenAgents(t *testing.T) {
 				t.Errorf("%s: %s last seen %v, want %v", tc.name, id, a.LastSeen, want)
 			}
 		}
+	}
+}
+
+// TestMigrationMakesLabelsAuthoritative: an agent stored before the
+// enrollment labels migration keeps its labels through the migration and
+// the next hello.
+func TestMigrationMakesLabelsAuthoritative(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ms, func(m migration) bool { return strings.HasSuffix(m.name, "_enrollment_labels.sql") })
+	if i < 0 {
+		t.Fatal("no enrollment labels migration")
+	}
+	db, err := sql.Open("sqlite", dsn(path, "_txlock=immediate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateTo(t.Context(), db, ms[:i]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO agents (id, labels, secret_hash) VALUES ('a1', '{"room":"lab"}', x'00')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := openPath(t, path)
+	if err := s.TouchAgent(t.Context(), "a1", fleet.AgentFacts{Hostname: "h"}, "10.0.0.1:1", at(0)); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.Agent(t.Context(), "a1"); err != nil || a.Labels["room"] != "lab" {
+		t.Fatalf("labels after migration and hello = %v, %v; want room=lab", a.Labels, err)
 	}
 }

@@ -151,8 +151,8 @@ func (s *Store) transition(ctx context.Context, id, update string, args ...any) 
 func (s *Store) ListCommands(ctx context.Context, f fleet.CommandFilter) ([]fleet.Command, int, error) {
 	q := pageQuery{columns: commandColumns, from: "commands", orderBy: "created_at DESC, id DESC",
 		limit: f.Limit, offset: f.Offset}
-	if f.ClientID != "" {
-		q.where.add("client_id = ?", f.ClientID)
+	if f.AgentID != "" {
+		q.where.add("client_id = ?", f.AgentID)
 	}
 	if len(f.Status) > 0 {
 		statuses, err := json.Marshal(f.Status)
@@ -177,18 +177,18 @@ func (s *Store) ListCommands(ctx context.Context, f fleet.CommandFilter) ([]flee
 	return commands, total, nil
 }
 
-// LiveCommands returns the non-terminal commands of agent clientID, or of
-// every agent if clientID is "", oldest first.
-func (s *Store) LiveCommands(ctx context.Context, clientID string) ([]fleet.Command, error) {
+// LiveCommands returns the non-terminal commands of agent agentID, or of
+// every agent if agentID is "", oldest first.
+func (s *Store) LiveCommands(ctx context.Context, agentID string) ([]fleet.Command, error) {
 	var w where
 	w.add("status IN " + liveStatuses)
-	if clientID != "" {
-		w.add("client_id = ?", clientID)
+	if agentID != "" {
+		w.add("client_id = ?", agentID)
 	}
 	commands, err := collect(ctx, s.reader, `SELECT `+commandColumns+` FROM commands`+w.String()+
 		` ORDER BY created_at, id`, w.args, scanCommand)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: live commands of %q: %w", clientID, err)
+		return nil, fmt.Errorf("sqlite: live commands of %q: %w", agentID, err)
 	}
 	return commands, nil
 }

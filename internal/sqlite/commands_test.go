@@ -257,15 +257,15 @@ func TestListCommands(t *testing.T) {
 		wantTotal int
 	}{
 		{"all, newest first", fleet.CommandFilter{}, "c5 c4 c3 c2 c1", 5},
-		{"client", fleet.CommandFilter{ClientID: "a1"}, "c4 c3 c1", 3},
+		{"client", fleet.CommandFilter{AgentID: "a1"}, "c4 c3 c1", 3},
 		{"statuses", fleet.CommandFilter{Status: []fleet.CommandStatus{fleet.StatusQueued, fleet.StatusFailed}}, "c5 c4", 2},
 		{"batch", fleet.CommandFilter{BatchID: "b1"}, "c2 c1", 2},
 		{"requested by", fleet.CommandFilter{RequestedBy: "bob"}, "c5 c3", 2},
 		{"since is inclusive", fleet.CommandFilter{Since: at(2 * time.Minute)}, "c5 c4 c3", 3},
-		{"combined", fleet.CommandFilter{ClientID: "a1", RequestedBy: "alice"}, "c4 c1", 2},
+		{"combined", fleet.CommandFilter{AgentID: "a1", RequestedBy: "alice"}, "c4 c1", 2},
 		{"page", fleet.CommandFilter{Limit: 2, Offset: 2}, "c3 c2", 5},
-		{"filtered page", fleet.CommandFilter{ClientID: "a1", Limit: 1, Offset: 1}, "c3", 3},
-		{"no match", fleet.CommandFilter{ClientID: "zz"}, "", 0},
+		{"filtered page", fleet.CommandFilter{AgentID: "a1", Limit: 1, Offset: 1}, "c3", 3},
+		{"no match", fleet.CommandFilter{AgentID: "zz"}, "", 0},
 	}
 	for _, tt := range tests {
 		got, total, err := s.ListCommands(t.Context(), tt.filter)

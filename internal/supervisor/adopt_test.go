@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/pluginstate"
 )
 
 // lockedBuffer is a bytes.Buffer safe for concurrent use.
@@ -37,19 +38,19 @@ func (l *lockedBuffer) String() string {
 // detached starts e under a supervisor with state in dir, then detaches
 // it as a runtime would on SIGUSR2, leaving the process running. Its
 // record stays in dir. The process is killed when the test ends.
-func detached(t *testing.T, e manifest.Entry, dir string) Snapshot {
+func detached(t *testing.T, e manifest.Entry, dir string) pluginstate.Snapshot {
 	t.Helper()
 	// This supervisor's go-plugin goroutines outlive the test: they must
 	// not log through t.
 	log := slog.New(slog.NewTextHandler(&lockedBuffer{}, nil))
-	s := New(e, Options{StateDir: dir}, log, func(string) (State, bool) { return StateRunning, true })
+	s := New(e, Options{StateDir: dir}, log, func(string) (pluginstate.State, bool) { return pluginstate.StateRunning, true })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		s.Run(ctx)
 	}()
-	snap := start(t, s, StateRunning)
+	snap := start(t, s, pluginstate.StateRunning)
 	t.Cleanup(func() { _ = syscall.Kill(-snap.PID, syscall.SIGKILL) })
 	s.Detach()
 	cancel()
@@ -71,7 +72,7 @@ func TestAdoptAfterDetach(t *testing.T) {
 	}
 
 	s := run(t, e, Options{StateDir: dir})
-	adopted := start(t, s, StateRunning)
+	adopted := start(t, s, pluginstate.StateRunning)
 	if adopted.PID != first.PID || adopted.InstanceID != first.InstanceID || adopted.HTTPAddress != first.HTTPAddress {
 		t.Fatalf("adopted %+v, want pid %d and instance %s", adopted, first.PID, first.InstanceID)
 	}
@@ -88,7 +89,7 @@ func TestAdoptAfterDetach(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "a new process", func() bool {
 		sn := s.Snapshot()
-		return sn.State == StateRunning && sn.PID != first.PID
+		return sn.State == pluginstate.StateRunning && sn.PID != first.PID
 	})
 	snap := s.Snapshot()
 	t.Logf("adopted process replaced %s after SIGKILL", time.Since(killed))
@@ -113,10 +114,10 @@ func TestAdoptedProcessStopsGracefully(t *testing.T) {
 	e := flaky(t, "", nil)
 	first := detached(t, e, dir)
 	s := run(t, e, Options{StateDir: dir})
-	start(t, s, StateRunning)
+	start(t, s, pluginstate.StateRunning)
 	begin := time.Now()
 	stopped, err := s.Stop(ctxFor(t, 10*time.Second))
-	if err != nil || stopped.State != StateStopped {
+	if err != nil || stopped.State != pluginstate.StateStopped {
 		t.Fatalf("stop: %+v, %v", stopped, err)
 	}
 	if took := time.Since(begin); took > 2*time.Second {
@@ -142,7 +143,7 @@ func TestReplaceUnusableProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := run(t, e, Options{StateDir: dir})
-	snap := start(t, s, StateRunning)
+	snap := start(t, s, pluginstate.StateRunning)
 	if snap.PID == first.PID {
 		t.Fatal("adopted a process whose instance id does not match")
 	}
@@ -157,7 +158,7 @@ func TestReplaceWhenManifestChanged(t *testing.T) {
 	first := detached(t, flaky(t, "", nil), dir)
 	changed := flaky(t, "", func(m *manifest.Manifest) { m.Args = []string{"--changed"} })
 	s := run(t, changed, Options{StateDir: dir})
-	snap := start(t, s, StateRunning)
+	snap := start(t, s, pluginstate.StateRunning)
 	if snap.PID == first.PID || !gone(first.PID) {
 		t.Errorf("pid %d (was %d): the process launched from the old manifest must be replaced", snap.PID, first.PID)
 	}
@@ -195,7 +196,7 @@ func TestReplaceWhenExecutableChanged(t *testing.T) {
 
 	install() // a new file at the same path, as an upgrade leaves it
 	s := run(t, e, Options{StateDir: dir})
-	if snap := start(t, s, StateRunning); snap.PID == first.PID || !gone(first.PID) {
+	if snap := start(t, s, pluginstate.StateRunning); snap.PID == first.PID || !gone(first.PID) {
 		t.Errorf("pid %d (was %d): the process running the old executable must be replaced", snap.PID, first.PID)
 	}
 }
@@ -230,7 +231,7 @@ func TestAdoptThroughSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := run(t, e, Options{StateDir: dir})
-	if snap := start(t, s, StateRunning); snap.PID == first.PID || !gone(first.PID) {
+	if snap := start(t, s, pluginstate.StateRunning); snap.PID == first.PID || !gone(first.PID) {
 		t.Errorf("pid %d (was %d): the process running v1 must be replaced", snap.PID, first.PID)
 	}
 }
@@ -259,7 +260,7 @@ func TestNeverSignalsForeignProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := run(t, flaky(t, "", nil), Options{StateDir: dir})
-	snap := start(t, s, StateRunning)
+	snap := start(t, s, pluginstate.StateRunning)
 	if snap.PID == sleep.Process.Pid || gone(sleep.Process.Pid) {
 		t.Fatalf("the foreign process %d was adopted or signalled", sleep.Process.Pid)
 	}
@@ -329,7 +330,7 @@ func TestCorruptRecordIsIgnored(t *testing.T) {
 	}
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	s := New(flaky(t, "", nil), Options{StateDir: dir}, log, func(string) (State, bool) { return StateRunning, true })
+	s := New(flaky(t, "", nil), Options{StateDir: dir}, log, func(string) (pluginstate.State, bool) { return pluginstate.StateRunning, true })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -340,7 +341,7 @@ func TestCorruptRecordIsIgnored(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	start(t, s, StateRunning)
+	start(t, s, pluginstate.StateRunning)
 	if !strings.Contains(logs.String(), "ignoring a defective re-attach record") {
 		t.Errorf("no warning about the corrupt record:\n%s", logs.String())
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/pluginstate"
 )
 
 // Group is the set of supervisors of one plugins directory.
@@ -31,7 +32,7 @@ func NewGroup(set *manifest.Set, opts Options, log *slog.Logger) *Group {
 	return g
 }
 
-func (g *Group) state(name string) (State, bool) {
+func (g *Group) state(name string) (pluginstate.State, bool) {
 	s, ok := g.byName[name]
 	if !ok {
 		return "", false
@@ -43,14 +44,14 @@ func (g *Group) state(name string) (State, bool) {
 func (g *Group) Get(name string) (*Supervisor, error) {
 	s, ok := g.byName[name]
 	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownPlugin, name)
+		return nil, fmt.Errorf("%w %q", pluginstate.ErrUnknownPlugin, name)
 	}
 	return s, nil
 }
 
 // List returns a snapshot of every plugin, sorted by name.
-func (g *Group) List() []Snapshot {
-	out := make([]Snapshot, 0, len(g.names))
+func (g *Group) List() []pluginstate.Snapshot {
+	out := make([]pluginstate.Snapshot, 0, len(g.names))
 	for _, n := range g.names {
 		out = append(out, g.byName[n].Snapshot())
 	}
@@ -79,11 +80,11 @@ func (g *Group) Wait() { g.wg.Wait() }
 func (g *Group) StartAll(ctx context.Context) {
 	for _, name := range g.order {
 		s := g.byName[name]
-		if s.Snapshot().State != StateStopped {
+		if s.Snapshot().State != pluginstate.StateStopped {
 			continue
 		}
 		if why := s.unmetDependency(); why != "" {
-			s.update(func(sn *Snapshot) { sn.LastError = "not started: " + why })
+			s.update(func(sn *pluginstate.Snapshot) { sn.LastError = "not started: " + why })
 			g.log.Warn("plugin not started", "plugin", name, "reason", why)
 			continue
 		}
@@ -91,7 +92,7 @@ func (g *Group) StartAll(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil || snap.State != StateRunning {
+		if err != nil || snap.State != pluginstate.StateRunning {
 			g.log.Error("plugin did not start", "plugin", name, "state", snap.State, "err", err, "last_error", snap.LastError)
 		}
 	}
@@ -112,9 +113,46 @@ func (g *Group) StopAll(ctx context.Context) {
 	for _, name := range slices.Backward(g.order) {
 		s := g.byName[name]
 		_, err := s.Stop(ctx)
-		var te *TransitionError
+		var te *pluginstate.TransitionError
 		if err != nil && !errors.As(err, &te) {
 			g.log.Error("stopping plugin", "plugin", name, "err", err)
 		}
 	}
+}
+
+// Snapshot returns the state of the named plugin, or an error matching
+// [pluginstate.ErrUnknownPlugin].
+func (g *Group) Snapshot(name string) (pluginstate.Snapshot, error) {
+	s, err := g.Get(name)
+	if err != nil {
+		return pluginstate.Snapshot{}, err
+	}
+	return s.Snapshot(), nil
+}
+
+// Start starts the named plugin; see [Supervisor.Start].
+func (g *Group) Start(ctx context.Context, name string) (pluginstate.Snapshot, error) {
+	s, err := g.Get(name)
+	if err != nil {
+		return pluginstate.Snapshot{}, err
+	}
+	return s.Start(ctx)
+}
+
+// Stop stops the named plugin; see [Supervisor.Stop].
+func (g *Group) Stop(ctx context.Context, name string) (pluginstate.Snapshot, error) {
+	s, err := g.Get(name)
+	if err != nil {
+		return pluginstate.Snapshot{}, err
+	}
+	return s.Stop(ctx)
+}
+
+// Restart restarts the named plugin; see [Supervisor.Restart].
+func (g *Group) Restart(ctx context.Context, name string) (pluginstate.Snapshot, error) {
+	s, err := g.Get(name)
+	if err != nil {
+		return pluginstate.Snapshot{}, err
+	}
+	return s.Restart(ctx)
 }

@@ -8,17 +8,19 @@ import (
 	"log"
 	"log/slog"
 	"slices"
-	"sort"
-	"sync"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/home-console/client-manager/internal/linesplit"
 )
 
 // hcLogger adapts a slog.Logger to the hclog.Logger go-plugin logs to.
 //
 // go-plugin uses named sub-loggers only to re-log the plugin's stderr
 // line by line (guessing levels) and to trace its stdio stream. The
-// supervisor logs stderr itself through [lineLogger], so named loggers are
+// supervisor logs stderr itself through [newLineLogger], so named loggers are
 // silenced (level Off) and every line is logged exactly once.
 type hcLogger struct {
 	log    *slog.Logger
@@ -146,72 +148,87 @@ func (l *hcLogger) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writer {
 	return l.StandardLogger(opts).Writer()
 }
 
-// lineLogger is an io.Writer that logs every line written to it at info
-// level, tagged with the stream it came from.
-type lineLogger struct {
-	log *slog.Logger
-
-	mu  sync.Mutex
-	buf []byte
-}
-
 // maxLine bounds a buffered line; longer ones are logged in pieces.
 const maxLine = 64 << 10
 
-func newLineLogger(log *slog.Logger, stream string) *lineLogger {
-	return &lineLogger{log: log.With("stream", stream)}
+// newLineLogger returns an io.Writer that logs every line written to it,
+// tagged with the stream it came from; see [logLine].
+func newLineLogger(log *slog.Logger, stream string) io.Writer {
+	log = log.With("stream", stream)
+	return linesplit.New(maxLine, func(line []byte) {
+		if line = bytes.TrimRight(line, "\r"); len(line) > 0 {
+			logLine(log, line)
+		}
+	})
 }
 
-// Write implements io.Writer.
-func (w *lineLogger) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 && len(w.buf) < maxLine {
-			break
-		}
-		if i < 0 {
-			i = len(w.buf)
-		}
-		if line := bytes.TrimRight(w.buf[:i], "\r"); len(line) > 0 {
-			w.logLine(line)
-		}
-		w.buf = w.buf[min(i+1, len(w.buf)):]
-	}
-	if len(w.buf) == 0 {
-		w.buf = nil
-	}
-	return len(p), nil
-}
-
-// logLine logs one line. A JSON object with a "msg" field (what log/slog's
-// and hclog's JSON handlers write) is logged at its own level with its
-// fields as attributes; anything else is logged as is at info level.
-func (w *lineLogger) logLine(line []byte) {
+// logLine logs one line of a plugin's output. A JSON object with a
+// message (what log/slog's JSON handler writes: "msg", "level", "time";
+// or hclog's: "@message", "@level", "@timestamp") is logged with the
+// plugin's own level and timestamp and its other fields as attributes;
+// anything else is logged as is at info level, timestamped now.
+func logLine(log *slog.Logger, line []byte) {
 	var rec map[string]any
 	if line[0] != '{' || json.Unmarshal(line, &rec) != nil {
-		w.log.Info(string(line))
+		log.Info(string(line))
 		return
 	}
-	msg, ok := rec["msg"].(string)
+	msg, ok := field(rec, "msg", "@message")
 	if !ok {
-		w.log.Info(string(line))
+		log.Info(string(line))
 		return
 	}
-	level := slog.LevelInfo
-	if s, ok := rec["level"].(string); ok {
-		_ = level.UnmarshalText([]byte(s))
+	level := pluginLevel(rec)
+	h := log.Handler()
+	if !h.Enabled(context.Background(), level) {
+		return
 	}
-	attrs := make([]slog.Attr, 0, len(rec))
-	for k, v := range rec {
+	at := time.Now()
+	if s, ok := field(rec, "time", "@timestamp"); ok {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			at = t
+		}
+	}
+	r := slog.NewRecord(at, level, msg, 0)
+	keys := make([]string, 0, len(rec))
+	for k := range rec {
 		switch k {
 		case "msg", "level", "time", "@message", "@level", "@timestamp":
 			continue
 		}
-		attrs = append(attrs, slog.Any(k, v))
+		keys = append(keys, k)
 	}
-	sort.Slice(attrs, func(i, j int) bool { return attrs[i].Key < attrs[j].Key })
-	w.log.LogAttrs(context.Background(), level, msg, attrs...)
+	slices.Sort(keys)
+	for _, k := range keys {
+		r.AddAttrs(slog.Any(k, rec[k]))
+	}
+	_ = h.Handle(context.Background(), r)
+}
+
+// field returns the first of keys that rec holds as a string.
+func field(rec map[string]any, keys ...string) (string, bool) {
+	for _, k := range keys {
+		if s, ok := rec[k].(string); ok {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// pluginLevel is the level a plugin's JSON record names: slog's (DEBUG,
+// INFO, WARN, ERROR, optionally with an offset such as "INFO+2") or
+// hclog's (trace, debug, info, warn, error); info if none or unknown.
+func pluginLevel(rec map[string]any) slog.Level {
+	s, ok := field(rec, "level", "@level")
+	if !ok {
+		return slog.LevelInfo
+	}
+	if strings.EqualFold(s, "trace") {
+		return slog.LevelDebug - 4
+	}
+	var l slog.Level
+	if l.UnmarshalText([]byte(s)) != nil {
+		return slog.LevelInfo
+	}
+	return l
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"golang.org/x/sys/unix"
 
+	"github.com/home-console/client-manager/internal/pluginstate"
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
 
@@ -43,7 +44,7 @@ type instance struct {
 	kill context.CancelFunc
 	// reaped and exit are set by reap.
 	reaped bool
-	exit   *Exit
+	exit   *pluginstate.Exit
 }
 
 // signal sends sig to the instance's process group.
@@ -165,7 +166,7 @@ func (s *Supervisor) begin(ctx context.Context, inst *instance) error {
 		return err
 	}
 	inst.addr = addr
-	s.update(func(sn *Snapshot) { sn.HTTPAddress = addr })
+	s.update(func(sn *pluginstate.Snapshot) { sn.HTTPAddress = addr })
 	s.saveRecord(inst, func(r *record) { r.HTTPAddress = addr })
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -200,7 +201,7 @@ func (s *Supervisor) readiness(ctx context.Context, inst *instance) error {
 	if err != nil {
 		return err
 	}
-	s.update(func(sn *Snapshot) { sn.Health = Health(h) })
+	s.update(func(sn *pluginstate.Snapshot) { sn.Health = pluginstate.Health(h) })
 	if !h.Ready {
 		return fmt.Errorf("health not ready (status %q)", h.Status)
 	}
@@ -219,7 +220,7 @@ func (s *Supervisor) readiness(ctx context.Context, inst *instance) error {
 // one, seen it exit), kills whatever is left of its process group, removes
 // its re-attach record and returns how the process ended (nil if it never
 // started). Later calls return the same.
-func (s *Supervisor) reap(inst *instance) *Exit {
+func (s *Supervisor) reap(inst *instance) *pluginstate.Exit {
 	if inst.reaped {
 		return inst.exit
 	}
@@ -229,7 +230,7 @@ func (s *Supervisor) reap(inst *instance) *Exit {
 	if inst.orphan != nil {
 		s.removeRecord()
 		// Not our child: its exit status is not ours to know.
-		inst.exit = &Exit{Code: -1, Unknown: true, Time: time.Now().UTC()}
+		inst.exit = &pluginstate.Exit{Code: -1, Unknown: true, Time: time.Now().UTC()}
 		return inst.exit
 	}
 	if inst.cmd.Process == nil {
@@ -243,12 +244,12 @@ func (s *Supervisor) reap(inst *instance) *Exit {
 	return inst.exit
 }
 
-// exitOf converts a process state to an Exit.
-func exitOf(ps *os.ProcessState) *Exit {
+// exitOf converts a process state to a [pluginstate.Exit].
+func exitOf(ps *os.ProcessState) *pluginstate.Exit {
 	if ps == nil {
 		return nil
 	}
-	e := &Exit{Code: ps.ExitCode(), Time: time.Now().UTC()}
+	e := &pluginstate.Exit{Code: ps.ExitCode(), Time: time.Now().UTC()}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		e.SignalNumber = int(ws.Signal())
 		e.Signal = unix.SignalName(ws.Signal())

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/pluginstate"
 )
 
 // errStopRequested ends a launch that an operator's stop overtook.
@@ -15,7 +16,7 @@ var errStopRequested = errors.New("stop requested")
 
 // ending is how one run of the plugin ended.
 type ending struct {
-	exit *Exit
+	exit *pluginstate.Exit
 	// err is why the run ended against the operator's wish; nil for a
 	// requested stop or a clean exit.
 	err error
@@ -42,13 +43,13 @@ func (s *Supervisor) serve(ctx context.Context) {
 		s.mu.Lock()
 		s.proxyToken = ""
 		s.mu.Unlock()
-		s.update(func(sn *Snapshot) {
+		s.update(func(sn *pluginstate.Snapshot) {
 			// The process is gone: never show it running without a pid
 			// while the policy decides what comes next.
-			if sn.State == StateRunning || sn.State == StateStarting {
-				sn.State, sn.StartedAt = StateRestarting, time.Time{}
+			if sn.State == pluginstate.StateRunning || sn.State == pluginstate.StateStarting {
+				sn.State, sn.StartedAt = pluginstate.StateRestarting, time.Time{}
 			}
-			sn.PID, sn.InstanceID, sn.HTTPAddress, sn.Health = 0, "", "", Health{}
+			sn.PID, sn.InstanceID, sn.HTTPAddress, sn.Health = 0, "", "", pluginstate.Health{}
 			if end.exit != nil {
 				sn.LastExit = end.exit
 			}
@@ -57,7 +58,7 @@ func (s *Supervisor) serve(ctx context.Context) {
 			}
 		})
 		if end.stopped || !s.wantsRunning() || ctx.Err() != nil {
-			s.setState(StateStopped, "")
+			s.setState(pluginstate.StateStopped, "")
 			return
 		}
 		delay, reason, again := s.planRestart(end)
@@ -65,15 +66,15 @@ func (s *Supervisor) serve(ctx context.Context) {
 			s.mu.Lock()
 			s.wanted = false
 			s.mu.Unlock()
-			st := StateStopped
+			st := pluginstate.StateStopped
 			if end.failure() {
-				st = StateFailed
+				st = pluginstate.StateFailed
 			}
 			s.setState(st, reason)
 			return
 		}
 		if !s.backoff(ctx, delay, reason) {
-			s.setState(StateStopped, "")
+			s.setState(pluginstate.StateStopped, "")
 			return
 		}
 	}
@@ -114,7 +115,7 @@ func (s *Supervisor) startInstance(ctx context.Context) (*instance, error) {
 	if !wanted {
 		return nil, errStopRequested
 	}
-	s.setState(StateStarting, "")
+	s.setState(pluginstate.StateStarting, "")
 	inst, err := s.obtain(actx)
 	if err == nil {
 		stop := context.AfterFunc(actx, inst.kill)
@@ -147,9 +148,9 @@ func (s *Supervisor) obtain(ctx context.Context) (*instance, error) {
 		s.mu.Lock()
 		s.restartTimes = inst.rec.RestartTimes
 		s.mu.Unlock()
-		s.update(func(sn *Snapshot) { sn.Restarts = max(sn.Restarts, inst.rec.Restarts) })
+		s.update(func(sn *pluginstate.Snapshot) { sn.Restarts = max(sn.Restarts, inst.rec.Restarts) })
 	}
-	s.update(func(sn *Snapshot) { sn.PID = inst.pid })
+	s.update(func(sn *pluginstate.Snapshot) { sn.PID = inst.pid })
 	if inst.orphan != nil {
 		return inst, nil
 	}
@@ -172,9 +173,9 @@ func (s *Supervisor) running(inst *instance) {
 	times := slices.Clone(s.restartTimes)
 	s.proxyToken = inst.rec.ProxyToken
 	s.mu.Unlock()
-	s.update(func(sn *Snapshot) {
+	s.update(func(sn *pluginstate.Snapshot) {
 		sn.InstanceID, sn.StartedAt = inst.desc.InstanceID, now
-		sn.State, sn.Reason = StateRunning, ""
+		sn.State, sn.Reason = pluginstate.StateRunning, ""
 	})
 	snap := s.Snapshot()
 	s.saveRecord(inst, func(r *record) {
@@ -227,7 +228,7 @@ func (s *Supervisor) planRestart(end ending) (delay time.Duration, reason string
 // backoff waits delay in the restarting state, then counts the restart.
 // It returns false if a stop was requested or ctx ended meanwhile.
 func (s *Supervisor) backoff(ctx context.Context, delay time.Duration, reason string) bool {
-	s.setState(StateRestarting, reason)
+	s.setState(pluginstate.StateRestarting, reason)
 	s.log.Info("restarting plugin", "in", delay, "after", reason)
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -243,7 +244,7 @@ func (s *Supervisor) backoff(ctx context.Context, delay time.Duration, reason st
 			s.mu.Lock()
 			s.restartTimes = append(s.restartTimes, time.Now())
 			s.mu.Unlock()
-			s.update(func(sn *Snapshot) { sn.Restarts++ })
+			s.update(func(sn *pluginstate.Snapshot) { sn.Restarts++ })
 			return true
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/home-console/client-manager/internal/atomicfile"
 )
 
 // recordVersion is the format version of a re-attach record.
@@ -96,8 +98,7 @@ func (st *stateStore) load(plugin string) (*record, error) {
 	return &r, nil
 }
 
-// save writes r atomically: a private temporary file, synced, renamed over
-// the record, and the directory synced.
+// save writes r atomically (see [atomicfile.Write]), mode 0600.
 func (st *stateStore) save(r *record) error {
 	if st == nil {
 		return nil
@@ -110,28 +111,10 @@ func (st *stateStore) save(r *record) error {
 	if err := os.MkdirAll(st.dir, 0o700); err != nil {
 		return fmt.Errorf("re-attach records: %w", err)
 	}
-	f, err := os.CreateTemp(st.dir, "."+r.Plugin+".json.*")
-	if err != nil {
+	if err := atomicfile.Write(st.path(r.Plugin), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("re-attach record: %w", err)
 	}
-	_, err = f.Write(append(data, '\n'))
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), st.path(r.Plugin))
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("write re-attach record: %w", err)
-	}
-	return syncDir(st.dir)
+	return nil
 }
 
 // remove deletes the record of plugin, if any.
@@ -141,19 +124,6 @@ func (st *stateStore) remove(plugin string) error {
 	}
 	if err := os.Remove(st.path(plugin)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove re-attach record: %w", err)
-	}
-	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/pluginstate"
 )
 
 // Options tune every supervisor of a runtime. Zero fields take defaults.
@@ -75,14 +76,14 @@ type Supervisor struct {
 	opts Options
 	log  *slog.Logger
 	// depState reports the state of another plugin of the group.
-	depState func(name string) (State, bool)
+	depState func(name string) (pluginstate.State, bool)
 	// wake tells Run that the wanted state changed.
 	wake chan struct{}
 	// store keeps the re-attach record; nil without a state directory.
 	store *stateStore
 
 	mu            sync.Mutex
-	snap          Snapshot
+	snap          pluginstate.Snapshot
 	changed       chan struct{} // closed and replaced on every update
 	wanted        bool          // an operator wants the plugin running
 	stopCtx       context.Context
@@ -96,7 +97,7 @@ type Supervisor struct {
 
 // New returns the supervisor of a discovered plugin. depState looks up the
 // state of the plugin's dependencies; it may be nil if there are none.
-func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string) (State, bool)) *Supervisor {
+func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string) (pluginstate.State, bool)) *Supervisor {
 	s := &Supervisor{
 		name:     e.Name,
 		man:      e.Manifest,
@@ -106,14 +107,14 @@ func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string)
 		wake:     make(chan struct{}, 1),
 		store:    newStateStore(opts.StateDir),
 		changed:  make(chan struct{}),
-		snap: Snapshot{
+		snap: pluginstate.Snapshot{
 			Name:         e.Name,
 			Version:      e.Manifest.Version,
 			Description:  e.Manifest.Description,
 			Dependencies: slices.Clone(e.Manifest.Dependencies),
 			ManifestPath: e.Manifest.Path,
 			Mount:        e.Manifest.Mount,
-			State:        StateStopped,
+			State:        pluginstate.StateStopped,
 			Reason:       e.Reason,
 		},
 	}
@@ -122,11 +123,11 @@ func New(e manifest.Entry, opts Options, log *slog.Logger, depState func(string)
 	}
 	switch e.Status {
 	case manifest.StatusInvalid:
-		s.snap.State = StateInvalid
+		s.snap.State = pluginstate.StateInvalid
 	case manifest.StatusBlocked:
-		s.snap.State = StateBlocked
+		s.snap.State = pluginstate.StateBlocked
 	case manifest.StatusDisabled:
-		s.snap.State = StateDisabled
+		s.snap.State = pluginstate.StateDisabled
 	}
 	return s
 }
@@ -140,7 +141,7 @@ func (s *Supervisor) Name() string { return s.name }
 func (s *Supervisor) Upstream() (addr, token string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.snap.State != StateRunning || s.snap.HTTPAddress == "" {
+	if s.snap.State != pluginstate.StateRunning || s.snap.HTTPAddress == "" {
 		return "", "", false
 	}
 	return dialable(s.snap.HTTPAddress), s.proxyToken, true
@@ -165,13 +166,13 @@ func (s *Supervisor) detaching() bool {
 
 // Start starts a stopped or failed plugin and waits until it is running or
 // has failed (including restarts made by its policy), or ctx ends. It
-// returns a *TransitionError if the plugin cannot be started now.
-func (s *Supervisor) Start(ctx context.Context) (Snapshot, error) {
+// returns a *pluginstate.TransitionError if the plugin cannot be started now.
+func (s *Supervisor) Start(ctx context.Context) (pluginstate.Snapshot, error) {
 	if err := s.requestStart(); err != nil {
 		return s.Snapshot(), err
 	}
-	return s.waitFor(ctx, func(st State) bool {
-		return st == StateRunning || st == StateFailed || st == StateStopped
+	return s.waitFor(ctx, func(st pluginstate.State) bool {
+		return st == pluginstate.StateRunning || st == pluginstate.StateFailed || st == pluginstate.StateStopped
 	})
 }
 
@@ -179,20 +180,20 @@ func (s *Supervisor) Start(ctx context.Context) (Snapshot, error) {
 // RPC, then go-plugin's shutdown, then SIGTERM and SIGKILL to the process
 // group once the manifest's stop_timeout has passed. If ctx ends first the
 // process group is killed at once. A stopped plugin gives a
-// *TransitionError.
-func (s *Supervisor) Stop(ctx context.Context) (Snapshot, error) {
+// *pluginstate.TransitionError.
+func (s *Supervisor) Stop(ctx context.Context) (pluginstate.Snapshot, error) {
 	if err := s.requestStop(ctx); err != nil {
 		return s.Snapshot(), err
 	}
-	return s.waitFor(context.WithoutCancel(ctx), func(st State) bool {
-		return st == StateStopped || st == StateFailed
+	return s.waitFor(context.WithoutCancel(ctx), func(st pluginstate.State) bool {
+		return st == pluginstate.StateStopped || st == pluginstate.StateFailed
 	})
 }
 
 // Restart stops the plugin if it runs, then starts it.
-func (s *Supervisor) Restart(ctx context.Context) (Snapshot, error) {
+func (s *Supervisor) Restart(ctx context.Context) (pluginstate.Snapshot, error) {
 	_, err := s.Stop(ctx)
-	var te *TransitionError
+	var te *pluginstate.TransitionError
 	if err != nil && (!errors.As(err, &te) || te.State.Static()) {
 		return s.Snapshot(), err
 	}
@@ -210,7 +211,7 @@ func (s *Supervisor) requestStart() error {
 	}
 	s.wanted = true
 	s.restartTimes = nil
-	s.snap.State, s.snap.Reason, s.snap.LastError = StateStarting, "", ""
+	s.snap.State, s.snap.Reason, s.snap.LastError = pluginstate.StateStarting, "", ""
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.wakeRun()
@@ -246,15 +247,17 @@ func (s *Supervisor) wakeRun() {
 // state. The caller holds s.mu.
 func (s *Supervisor) checkTransition(up bool, blocker string) error {
 	st := s.snap.State
-	fail := func(reason string) error { return &TransitionError{s.snap.Name, st, reason} }
+	fail := func(reason string) error {
+		return &pluginstate.TransitionError{Plugin: s.snap.Name, State: st, Reason: reason}
+	}
 	switch {
 	case st.Static():
 		return fail(s.snap.Reason)
-	case up && st != StateStopped && st != StateFailed:
+	case up && st != pluginstate.StateStopped && st != pluginstate.StateFailed:
 		return fail("only a stopped or failed plugin can be started")
 	case up && blocker != "":
 		return fail(blocker)
-	case !up && (st == StateStopped || st == StateFailed):
+	case !up && (st == pluginstate.StateStopped || st == pluginstate.StateFailed):
 		return fail("it is not running")
 	}
 	return nil
@@ -268,7 +271,7 @@ func (s *Supervisor) unmetDependency() string {
 		if !ok {
 			return "depends on unknown plugin " + d
 		}
-		if st != StateRunning {
+		if st != pluginstate.StateRunning {
 			return "dependency " + d + " is " + string(st) + ", not running"
 		}
 	}
@@ -307,10 +310,10 @@ func (s *Supervisor) Run(ctx context.Context) {
 		}
 		// A stop overtook a start before the start began.
 		s.mu.Lock()
-		pending := s.snap.State == StateStarting
+		pending := s.snap.State == pluginstate.StateStarting
 		s.mu.Unlock()
 		if pending {
-			s.setState(StateStopped, "")
+			s.setState(pluginstate.StateStopped, "")
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/pluginstate"
 	"github.com/home-console/client-manager/internal/testbin"
 )
 
@@ -56,7 +57,7 @@ func flaky(t *testing.T, mode string, edit func(*manifest.Manifest)) manifest.En
 // run starts a supervisor loop for e that ends with the test.
 func run(t *testing.T, e manifest.Entry, opts Options) *Supervisor {
 	t.Helper()
-	s := New(e, opts, testLogger(t), func(string) (State, bool) { return StateRunning, true })
+	s := New(e, opts, testLogger(t), func(string) (pluginstate.State, bool) { return pluginstate.StateRunning, true })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -87,7 +88,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func start(t *testing.T, s *Supervisor, want State) Snapshot {
+func start(t *testing.T, s *Supervisor, want pluginstate.State) pluginstate.Snapshot {
 	t.Helper()
 	snap, err := s.Start(ctxFor(t, 20*time.Second))
 	if err != nil {
@@ -127,7 +128,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestStartAndStop(t *testing.T) {
 	t.Parallel()
 	s := run(t, flaky(t, "", nil), Options{})
-	snap := start(t, s, StateRunning)
+	snap := start(t, s, pluginstate.StateRunning)
 	if snap.PID <= 0 || snap.HTTPAddress == "" || snap.InstanceID == "" || snap.StartedAt.IsZero() {
 		t.Fatalf("running snapshot incomplete: %+v", snap)
 	}
@@ -140,9 +141,9 @@ func TestStartAndStop(t *testing.T) {
 	}
 	_ = conn.Close()
 
-	var te *TransitionError
-	if _, err := s.Start(ctxFor(t, time.Second)); !errors.As(err, &te) || te.State != StateRunning {
-		t.Fatalf("start of running plugin: %v, want a TransitionError", err)
+	var te *pluginstate.TransitionError
+	if _, err := s.Start(ctxFor(t, time.Second)); !errors.As(err, &te) || te.State != pluginstate.StateRunning {
+		t.Fatalf("start of running plugin: %v, want a pluginstate.TransitionError", err)
 	}
 
 	begin := time.Now()
@@ -153,7 +154,7 @@ func TestStartAndStop(t *testing.T) {
 	if took := time.Since(begin); took > 2*time.Second {
 		t.Errorf("graceful stop took %s", took)
 	}
-	if stopped.State != StateStopped || stopped.PID != 0 || stopped.HTTPAddress != "" {
+	if stopped.State != pluginstate.StateStopped || stopped.PID != 0 || stopped.HTTPAddress != "" {
 		t.Fatalf("after stop: %+v", stopped)
 	}
 	if stopped.LastExit == nil || stopped.LastExit.Code != 0 || stopped.LastExit.Signal != "" {
@@ -162,22 +163,22 @@ func TestStartAndStop(t *testing.T) {
 	if !gone(snap.PID) {
 		t.Fatalf("pid %d still alive after stop", snap.PID)
 	}
-	if _, err := s.Stop(ctxFor(t, time.Second)); !errors.As(err, &te) || te.State != StateStopped {
-		t.Fatalf("stop of stopped plugin: %v, want a TransitionError", err)
+	if _, err := s.Stop(ctxFor(t, time.Second)); !errors.As(err, &te) || te.State != pluginstate.StateStopped {
+		t.Fatalf("stop of stopped plugin: %v, want a pluginstate.TransitionError", err)
 	}
 }
 
 func TestCrashIsRestarted(t *testing.T) {
 	t.Parallel()
 	s := run(t, flaky(t, "", nil), Options{})
-	first := start(t, s, StateRunning)
+	first := start(t, s, pluginstate.StateRunning)
 	killed := time.Now()
 	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "a new running process", func() bool {
 		sn := s.Snapshot()
-		return sn.State == StateRunning && sn.PID != first.PID
+		return sn.State == pluginstate.StateRunning && sn.PID != first.PID
 	})
 	t.Logf("running again %s after SIGKILL", time.Since(killed))
 	snap := s.Snapshot()
@@ -198,7 +199,7 @@ func TestCrashIsRestarted(t *testing.T) {
 func TestExitAtOnceEndsFailed(t *testing.T) {
 	t.Parallel()
 	s := run(t, flaky(t, "exit-now", func(m *manifest.Manifest) { m.Restart.MaxRestarts = 2 }), Options{})
-	snap := start(t, s, StateFailed)
+	snap := start(t, s, pluginstate.StateFailed)
 	if snap.Restarts != 2 {
 		t.Errorf("restarts = %d, want 2", snap.Restarts)
 	}
@@ -215,7 +216,7 @@ func TestExitAtOnceEndsFailed(t *testing.T) {
 		t.Errorf("pid %d in failed state", snap.PID)
 	}
 	// An operator can start a failed plugin again, with a fresh budget.
-	again := start(t, s, StateFailed)
+	again := start(t, s, pluginstate.StateFailed)
 	if again.Restarts != 4 {
 		t.Errorf("restarts after the second start = %d, want 4", again.Restarts)
 	}
@@ -226,11 +227,11 @@ func TestPolicies(t *testing.T) {
 	tests := []struct {
 		policy manifest.Policy
 		mode   string
-		want   State
+		want   pluginstate.State
 		reason string
 	}{
-		{manifest.PolicyNever, "crash-after-start", StateFailed, "restart policy never: plugin process exited with code 2"},
-		{manifest.PolicyOnFailure, "crash-after-start", StateFailed, "gave up after 1 restarts"},
+		{manifest.PolicyNever, "crash-after-start", pluginstate.StateFailed, "restart policy never: plugin process exited with code 2"},
+		{manifest.PolicyOnFailure, "crash-after-start", pluginstate.StateFailed, "gave up after 1 restarts"},
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.policy), func(t *testing.T) {
@@ -239,7 +240,7 @@ func TestPolicies(t *testing.T) {
 				m.Restart.Policy, m.Restart.MaxRestarts = tc.policy, 1
 				m.Env["FLAKY_CRASH_AFTER"] = "50ms"
 			}), Options{})
-			start(t, s, StateRunning)
+			start(t, s, pluginstate.StateRunning)
 			eventually(t, 10*time.Second, "state "+string(tc.want), func() bool { return s.Snapshot().State == tc.want })
 			if r := s.Snapshot().Reason; !strings.Contains(r, tc.reason) {
 				t.Errorf("reason %q, want %q", r, tc.reason)
@@ -252,7 +253,7 @@ func TestNeverReadyFailsLaunch(t *testing.T) {
 	t.Parallel()
 	e := flaky(t, "never-ready", func(m *manifest.Manifest) { m.Restart.Policy = manifest.PolicyNever })
 	s := run(t, e, Options{StartupTimeout: 700 * time.Millisecond})
-	snap := start(t, s, StateFailed)
+	snap := start(t, s, pluginstate.StateFailed)
 	if !strings.Contains(snap.LastError, "not ready within 700ms") {
 		t.Errorf("last error %q", snap.LastError)
 	}
@@ -265,8 +266,8 @@ func TestUnhealthyIsKilled(t *testing.T) {
 	t.Parallel()
 	e := flaky(t, "unhealthy", func(m *manifest.Manifest) { m.Restart.Policy = manifest.PolicyNever })
 	s := run(t, e, Options{HealthInterval: 50 * time.Millisecond, HealthFailures: 3})
-	start(t, s, StateRunning)
-	eventually(t, 5*time.Second, "state failed", func() bool { return s.Snapshot().State == StateFailed })
+	start(t, s, pluginstate.StateRunning)
+	eventually(t, 5*time.Second, "state failed", func() bool { return s.Snapshot().State == pluginstate.StateFailed })
 	snap := s.Snapshot()
 	if !strings.Contains(snap.LastError, "3 consecutive health checks failed") ||
 		!strings.Contains(snap.LastError, "unhealthy on purpose") {
@@ -281,7 +282,7 @@ func TestHangOnStopEscalates(t *testing.T) {
 	t.Parallel()
 	e := flaky(t, "hang-on-stop", func(m *manifest.Manifest) { m.StopTimeout = 500 * time.Millisecond })
 	s := run(t, e, Options{KillGrace: 300 * time.Millisecond})
-	snap := start(t, s, StateRunning)
+	snap := start(t, s, pluginstate.StateRunning)
 	begin := time.Now()
 	stopped, err := s.Stop(ctxFor(t, 10*time.Second))
 	if err != nil {
@@ -292,7 +293,7 @@ func TestHangOnStopEscalates(t *testing.T) {
 	if took < 500*time.Millisecond || took > 3*time.Second {
 		t.Errorf("stop took %s, want stop_timeout 500ms + grace 300ms", took)
 	}
-	if stopped.State != StateStopped || stopped.LastExit == nil || stopped.LastExit.Signal != "SIGKILL" {
+	if stopped.State != pluginstate.StateStopped || stopped.LastExit == nil || stopped.LastExit.Signal != "SIGKILL" {
 		t.Errorf("after stop: state %s, last exit %+v", stopped.State, stopped.LastExit)
 	}
 	if !gone(snap.PID) {
@@ -303,7 +304,7 @@ func TestHangOnStopEscalates(t *testing.T) {
 func TestStopContextKillsAtOnce(t *testing.T) {
 	t.Parallel()
 	s := run(t, flaky(t, "hang-on-stop", nil), Options{})
-	start(t, s, StateRunning)
+	start(t, s, pluginstate.StateRunning)
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -318,7 +319,7 @@ func TestStopContextKillsAtOnce(t *testing.T) {
 func TestGrandchildIsKilled(t *testing.T) {
 	t.Parallel()
 	s := run(t, flaky(t, "spawn-child", nil), Options{})
-	snap := start(t, s, StateRunning)
+	snap := start(t, s, pluginstate.StateRunning)
 	child, err := strconv.Atoi(snap.Health.Details["child_pid"])
 	if err != nil {
 		t.Fatalf("child pid in health details %v: %v", snap.Health.Details, err)
@@ -335,7 +336,7 @@ func TestChecksumMismatch(t *testing.T) {
 		m.SHA256 = strings.Repeat("0", 64)
 		m.Restart.Policy = manifest.PolicyNever
 	})
-	snap := start(t, run(t, e, Options{}), StateFailed)
+	snap := start(t, run(t, e, Options{}), pluginstate.StateFailed)
 	if !strings.Contains(snap.LastError, "checksum mismatch") {
 		t.Errorf("last error %q", snap.LastError)
 	}
@@ -344,7 +345,7 @@ func TestChecksumMismatch(t *testing.T) {
 func TestManifestEnvWins(t *testing.T) {
 	t.Setenv("FLAKY_MODE", "never-ready")
 	s := run(t, flaky(t, "", nil), Options{})
-	start(t, s, StateRunning)
+	start(t, s, pluginstate.StateRunning)
 }
 
 func TestStaticStatesRefuseActions(t *testing.T) {
@@ -352,8 +353,8 @@ func TestStaticStatesRefuseActions(t *testing.T) {
 	for _, st := range []manifest.Status{manifest.StatusInvalid, manifest.StatusBlocked, manifest.StatusDisabled} {
 		e := manifest.Entry{Name: "x", Dir: t.TempDir(), Status: st, Reason: "because"}
 		s := run(t, e, Options{})
-		for name, op := range map[string]func(context.Context) (Snapshot, error){"start": s.Start, "stop": s.Stop, "restart": s.Restart} {
-			var te *TransitionError
+		for name, op := range map[string]func(context.Context) (pluginstate.Snapshot, error){"start": s.Start, "stop": s.Stop, "restart": s.Restart} {
+			var te *pluginstate.TransitionError
 			if _, err := op(ctxFor(t, time.Second)); !errors.As(err, &te) || te.Reason != "because" {
 				t.Errorf("%s of %s plugin: %v", name, st, err)
 			}
@@ -364,25 +365,25 @@ func TestStaticStatesRefuseActions(t *testing.T) {
 func TestStopWhileStarting(t *testing.T) {
 	t.Parallel()
 	s := run(t, flaky(t, "never-ready", nil), Options{})
-	started := make(chan Snapshot, 1)
+	started := make(chan pluginstate.Snapshot, 1)
 	go func() {
 		snap, _ := s.Start(ctxFor(t, 20*time.Second))
 		started <- snap
 	}()
 	eventually(t, 10*time.Second, "a starting process", func() bool {
 		sn := s.Snapshot()
-		return sn.State == StateStarting && sn.PID > 0
+		return sn.State == pluginstate.StateStarting && sn.PID > 0
 	})
 	pid := s.Snapshot().PID
 	begin := time.Now()
 	snap, err := s.Stop(ctxFor(t, 10*time.Second))
-	if err != nil || snap.State != StateStopped {
+	if err != nil || snap.State != pluginstate.StateStopped {
 		t.Fatalf("stop while starting: %v, state %s", err, snap.State)
 	}
 	if took := time.Since(begin); took > 2*time.Second {
 		t.Errorf("stop while starting took %s", took)
 	}
-	if got := <-started; got.State != StateStopped {
+	if got := <-started; got.State != pluginstate.StateStopped {
 		t.Errorf("start ended %s, want stopped", got.State)
 	}
 	if !gone(pid) {
@@ -417,22 +418,22 @@ func TestGroupDependencies(t *testing.T) {
 		g.Wait()
 	}()
 	app, _ := g.Get("app")
-	var te *TransitionError
+	var te *pluginstate.TransitionError
 	if _, err := app.Start(ctxFor(t, 5*time.Second)); !errors.As(err, &te) || !strings.Contains(te.Reason, "dependency base is stopped") {
 		t.Fatalf("start of app before base: %v", err)
 	}
-	if _, err := g.Get("nope"); !errors.Is(err, ErrUnknownPlugin) {
+	if _, err := g.Get("nope"); !errors.Is(err, pluginstate.ErrUnknownPlugin) {
 		t.Errorf("Get of unknown plugin: %v", err)
 	}
 	g.StartAll(ctxFor(t, 20*time.Second))
 	for _, sn := range g.List() {
-		if sn.State != StateRunning {
+		if sn.State != pluginstate.StateRunning {
 			t.Errorf("%s is %s after StartAll (%s)", sn.Name, sn.State, sn.LastError)
 		}
 	}
 	g.StopAll(ctxFor(t, 10*time.Second))
 	for _, sn := range g.List() {
-		if sn.State != StateStopped {
+		if sn.State != pluginstate.StateStopped {
 			t.Errorf("%s is %s after StopAll", sn.Name, sn.State)
 		}
 	}

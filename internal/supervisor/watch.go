@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/home-console/client-manager/internal/pluginstate"
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
 
@@ -57,7 +58,7 @@ func (s *Supervisor) watch(ctx context.Context, inst *instance) ending {
 		case r := <-results:
 			if r.err == nil {
 				failures = 0
-				s.update(func(sn *Snapshot) { sn.Health = Health(r.health) })
+				s.update(func(sn *pluginstate.Snapshot) { sn.Health = pluginstate.Health(r.health) })
 				continue
 			}
 			failures++
@@ -86,7 +87,7 @@ func release(inst *instance) {
 
 // unrequestedExit describes a process that ended on its own; nil for a
 // clean exit.
-func unrequestedExit(e *Exit) error {
+func unrequestedExit(e *pluginstate.Exit) error {
 	switch {
 	case e == nil:
 		return errors.New("plugin process exited")
@@ -124,7 +125,7 @@ func (s *Supervisor) probe(ctx context.Context, p pluginproto.Plugin, out chan<-
 // stopped the same way: go-plugin's shutdown closes the connection, and
 // its exit is seen by polling /proc.
 func (s *Supervisor) terminate(inst *instance) ending {
-	s.setState(StateStopping, "stop requested")
+	s.setState(pluginstate.StateStopping, "stop requested")
 	s.saveRecord(inst, func(r *record) { r.Stopping = true })
 	stopCtx := s.stopContext()
 	deadline := time.Now().Add(s.man.StopTimeout)

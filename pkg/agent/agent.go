@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -50,14 +51,20 @@ type Config struct {
 	// acknowledges them, and the ids of the last acknowledged ones, so that
 	// a new agent process neither runs a command again nor loses a result.
 	// A command that was running when the previous process died is reported
-	// failed, not run again. Empty means the agent remembers all this in
-	// memory only.
+	// failed, not run again. A journal belongs to one agent: Run holds an
+	// exclusive lock on JournalPath+".lock" (flock, dropped by the kernel if
+	// the process dies) while it runs, and fails with [ErrJournalInUse] if
+	// another agent holds it. Give each agent identity its own path. Empty
+	// means the agent remembers all this in memory only.
 	JournalPath string
 
 	// MinBackoff and MaxBackoff bound the reconnect delay: the n-th
 	// consecutive retry waits a random time in [0, min(MaxBackoff,
 	// MinBackoff*2^n)]. StableAfter is how long a connection must have
-	// lasted for the next retry to start from MinBackoff again.
+	// lasted for the next retry to start from MinBackoff again. A clean
+	// close by the server (1001 going away, 1012 service restart) always
+	// starts over, after a random wait in [0, min(MinBackoff, 1s)]; see
+	// docs/protocol.md, "Reconnecting".
 	MinBackoff, MaxBackoff, StableAfter time.Duration
 
 	// HTTPClient makes the WebSocket upgrade request; nil means a client
@@ -115,7 +122,7 @@ type Agent struct {
 
 	// outputBudget bounds command_output messages per second, well below
 	// the server's inbound message rate limit.
-	outputBudget rateBudget
+	outputBudget *ratelimit.Bucket
 
 	// journal records the commands' progress; set before any session.
 	journal commandJournal
@@ -153,7 +160,7 @@ func New(cfg Config) (*Agent, error) {
 		facts:        hostFacts(cfg.Facts),
 		running:      make(map[string]context.CancelCauseFunc),
 		journal:      memoryOnly{},
-		outputBudget: rateBudget{rate: outputMessagesPerSecond, burst: outputMessagesPerSecond},
+		outputBudget: ratelimit.NewBucket(outputMessagesPerSecond, outputMessagesPerSecond),
 	}
 	a.facts.Allowed = a.allow.Names()
 	return a, nil
@@ -206,9 +213,9 @@ func hostFacts(f agentproto.Hello) agentproto.Hello {
 // and returns nil. It returns early only with an error wrapping
 // [ErrRevoked] (the server closed with agentproto.CloseRevoked) or
 // [ErrUnauthorized] (the server refused the credential), as retrying with
-// the same credential cannot succeed, or, before connecting, if it cannot
-// read or rewrite the journal ([Config.JournalPath]). Run may be called only
-// once.
+// the same credential cannot succeed, or, before connecting, if another
+// agent holds the journal ([ErrJournalInUse]) or it cannot read or rewrite
+// the journal ([Config.JournalPath]). Run may be called only once.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called more than once")
@@ -226,21 +233,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		stopCommands(errAgentStopped)
 		a.cmdWG.Wait()
 	}()
-	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff, randN: a.randN}
+	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff, stableAfter: a.cfg.StableAfter, randN: a.randN}
 	for {
 		lasted, err := a.connectOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, ErrRevoked) || errors.Is(err, ErrUnauthorized) {
-			a.log.Error("agent stopped: the server no longer accepts its credential", "error", err)
+			a.log.Error("agent stopped: the server no longer accepts its credential", "err", err)
 			return err
 		}
-		if lasted >= a.cfg.StableAfter {
-			bo.reset()
-		}
-		delay := retryDelay(&bo, err)
-		a.log.Warn("not connected; retrying", "error", err, "retry_in", delay.Round(time.Millisecond))
+		delay := bo.delay(lasted, err)
+		a.log.Warn("not connected; retrying", "err", err, "retry_in", delay.Round(time.Millisecond))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

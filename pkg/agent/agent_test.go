@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -402,4 +403,31 @@ func startAgentWithRand(t *testing.T, h *fakeHub, cfg Config, randN func(int64) 
 	a.randN = randN
 	ctx, cancel := context.WithCancel(context.Background())
 	return a, cancel, runInBackground(t, a, ctx, cancel)
+}
+
+// TestCleanCloseReconnectsSoon has the server close with 1001 or 1012
+// twice in a row, a second apart: with the default backoff, even at the
+// largest random draw, the agent is back within 1.5 s of each close.
+func TestCleanCloseReconnectsSoon(t *testing.T) {
+	for _, code := range []websocket.StatusCode{websocket.StatusGoingAway, websocket.StatusServiceRestart} {
+		for draw, randN := range map[string]func(int64) int64{"largest": func(n int64) int64 { return n - 1 }, "random": nil} {
+			t.Run(fmt.Sprintf("%d/%s", code, draw), func(t *testing.T) {
+				t.Parallel()
+				h := newFakeHub(t)
+				startAgentWithRand(t, h, Config{}, randN)
+				c := h.next(t, 5*time.Second)
+				for i := range 2 {
+					time.Sleep(time.Second)
+					closed := time.Now()
+					c.ws.Close(code, "server restarting")
+					c = h.next(t, 5*time.Second)
+					back := c.at.Sub(closed)
+					t.Logf("close %d: back after %s", i+1, back.Round(time.Millisecond))
+					if back > 1500*time.Millisecond {
+						t.Errorf("close %d with %d: agent back after %s, want at most 1.5s", i+1, code, back)
+					}
+				}
+			})
+		}
+	}
 }

@@ -1,18 +1,69 @@
 package agent
 
 import (
+	"errors"
 	"math/rand/v2"
+	"net/http"
 	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
+// cleanCloseWindow bounds the wait before reconnecting after the server
+// closed with 1001 (going away) or 1012 (service restart): it is coming
+// back, so come back soon.
+const cleanCloseWindow = time.Second
+
 // backoff computes reconnect delays: exponential growth from min to max with
-// full jitter, i.e. the n-th delay (from 0) is uniform in
-// [0, min(max, min*2^n)]. It is not safe for concurrent use.
+// full jitter, i.e. the n-th consecutive retry (from 0) waits a uniform
+// time in [0, min(max, min*2^n)]. It is not safe for concurrent use.
 type backoff struct {
 	min, max time.Duration
-	attempt  int
+	// stableAfter is how long a connection must have lasted for the next
+	// retry to count from 0 again (clean closes reset the count anyway).
+	stableAfter time.Duration
+	attempt     int
 	// randN returns a uniform value in [0, n); nil means rand.Int64N.
 	randN func(n int64) int64
+}
+
+// delay returns the wait before reconnecting after a connection attempt
+// that ended with err, having been established for lasted (zero if the
+// handshake failed), and updates the count of consecutive retries:
+//
+//   - a Retry-After hint (429, 503) is waited, plus jitter (nextAtLeast);
+//   - a clean close (1001, 1012) resets the count and waits a uniform time
+//     in [0, min(min, cleanCloseWindow)], however long the connection
+//     lasted; that wait is not counted, so a failure to connect right
+//     after it (the server is still restarting) waits from min again;
+//   - 4001 (replaced) waits in [max/2, max];
+//   - 1013, and 429 or 503 without a hint, wait at least min;
+//   - anything else (a failure to connect, another close code) waits the
+//     plain backoff.
+//
+// Except after a clean close, the count starts over first if the
+// connection lasted stableAfter or longer.
+func (b *backoff) delay(lasted time.Duration, err error) time.Duration {
+	if lasted > 0 && lasted >= b.stableAfter {
+		b.reset()
+	}
+	var se *ServerError
+	isServerErr := errors.As(err, &se)
+	switch code := closeStatus(err); {
+	case isServerErr && se.RetryAfter > 0:
+		return b.nextAtLeast(se.RetryAfter)
+	case code == agentproto.CloseGoingAway, code == int(websocket.StatusServiceRestart):
+		b.reset()
+		return b.uniform(min(b.min, cleanCloseWindow))
+	case code == agentproto.CloseReplaced:
+		return b.longest()
+	case code == agentproto.CloseTryAgainLater,
+		isServerErr && (se.StatusCode == http.StatusTooManyRequests || se.StatusCode == http.StatusServiceUnavailable):
+		return max(b.next(), b.min)
+	}
+	return b.next()
 }
 
 // ceiling is the upper bound of the current attempt's delay.
@@ -59,5 +110,5 @@ func (b *backoff) longest() time.Duration {
 	return b.max/2 + b.uniform(b.max-b.max/2)
 }
 
-// reset starts over from the first attempt, after a connection that lasted.
+// reset starts over from the first attempt.
 func (b *backoff) reset() { b.attempt = 0 }

@@ -68,7 +68,7 @@ func (a *Agent) handleRequest(s *session, req agentproto.CommandRequest) {
 	}
 	if res, refused := a.refuse(req); refused {
 		a.mu.Unlock()
-		a.log.Warn("command refused", "command_id", req.CommandID, "command", req.Command, "status", res.Status, "error", res.Error)
+		a.log.Warn("command refused", "command_id", req.CommandID, "command", req.Command, "status", res.Status, "err", res.Error)
 		a.finish(res)
 		s.sendResult(res)
 		return
@@ -140,7 +140,7 @@ func (a *Agent) run(ctx context.Context, req agentproto.CommandRequest, maxOutpu
 // its running state.
 func (a *Agent) finish(res agentproto.CommandResult) {
 	if err := a.journal.Finished(res); err != nil {
-		a.log.Error("result not journaled; it is kept in memory only", "command_id", res.CommandID, "error", err)
+		a.log.Error("result not journaled; it is kept in memory only", "command_id", res.CommandID, "err", err)
 	}
 	a.mu.Lock()
 	delete(a.running, res.CommandID)
@@ -172,11 +172,22 @@ func (a *Agent) storeResultLocked(res agentproto.CommandResult) {
 	}
 }
 
+// outputMessagesPerSecond bounds the command_output messages an agent
+// sends, summed over its commands (the server closes connections that send
+// more than about 100 messages per second).
+const outputMessagesPerSecond = 40
+
 // emitOutput queues an output chunk if it can without blocking and within
 // the agent's output message budget; it reports whether it did.
 func (a *Agent) emitOutput(o agentproto.CommandOutput) bool {
 	s := a.current.Load()
-	return s != nil && a.outputBudget.take(time.Now()) && s.trySend(agentproto.TypeCommandOutput, o)
+	if s == nil {
+		return false
+	}
+	if _, ok := a.outputBudget.Allow(time.Now()); !ok {
+		return false
+	}
+	return s.trySend(agentproto.TypeCommandOutput, o)
 }
 
 func (a *Agent) cancelCommand(id string) {
@@ -198,7 +209,7 @@ func (a *Agent) ackResult(id string) {
 	if !known {
 		a.log.Debug("result_ack for an unknown command", "command_id", id)
 	} else if err := a.journal.Acked(id); err != nil {
-		a.log.Warn("acknowledgement not journaled", "command_id", id, "error", err)
+		a.log.Warn("acknowledgement not journaled", "command_id", id, "err", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/home-console/client-manager/internal/atomicfile"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -21,38 +22,18 @@ type StoredCredential struct {
 }
 
 // SaveCredential writes c to path as JSON, readable by the owner only
-// (mode 0600; a missing directory is created with mode 0700). It writes a
-// temporary file in the same directory and renames it over path, so path
-// holds either the old or the new credential, never a partial one.
+// (mode 0600; a missing directory is created with mode 0700). It replaces
+// path atomically (internal/atomicfile), so path holds either the old or
+// the new credential, never a partial one.
 func SaveCredential(path string, c StoredCredential) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save credential: %w", err)
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("save credential: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".credential-*.tmp")
-	if err != nil {
-		return fmt.Errorf("save credential: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly after the rename
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(append(b, '\n'))
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save credential: %w", err)
 	}
 	return nil

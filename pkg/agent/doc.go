@@ -8,10 +8,12 @@
 //     heartbeats at the server's interval, runs the commands the server sends
 //     through a [Runner] (by default [ExecRunner]: argv only, never a shell,
 //     one process group per command), streams their output, and reports
-//     results until the server acknowledges them. It reconnects with
-//     exponential backoff and full jitter until its context is cancelled or
-//     the server revokes its credential. With [Config.JournalPath] it keeps
-//     what it must remember across its own restarts in a file.
+//     results until the server acknowledges them. It reconnects until its
+//     context is cancelled or the server revokes its credential: within a
+//     second after a clean server close (1001, 1012), otherwise with
+//     exponential backoff and full jitter. With [Config.JournalPath] it
+//     keeps what it must remember across its own restarts in a file that
+//     it locks against a second agent.
 //   - [AllowList] decides which executables the server may run.
 //   - [HeartbeatGroup] drives the heartbeats of many agents in one process
 //     from a single goroutine (load simulation).

@@ -19,6 +19,12 @@ var (
 	// executable is not in the agent's allow-list.
 	ErrNotAllowed = errors.New("not in this agent's allow-list")
 
+	// ErrJournalInUse is matched by the error of [Agent.Run] when another
+	// agent, in this process or another, holds the lock of the journal at
+	// [Config.JournalPath]: two agents must never share one journal. The
+	// error's text names the lock file and the holder's pid.
+	ErrJournalInUse = errors.New("journal in use by another agent")
+
 	// ErrNoCredential is matched by the error of [LoadCredential] when the
 	// credential file does not exist (which matches fs.ErrNotExist too).
 	ErrNoCredential = errors.New("no agent credential stored")

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/home-console/client-manager/internal/atomicfile"
+	"github.com/home-console/client-manager/internal/dirlock"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -70,11 +72,13 @@ type journalRecord struct {
 // journal is an append-only JSON Lines file that lets an agent process
 // remember its commands across restarts: which started, their results until
 // acknowledged, and the ids of the last acknowledged ones. It keeps the
-// state the file describes in memory, to compact the file. Its methods are
-// safe for concurrent use.
+// state the file describes in memory, to compact the file. It belongs to
+// one agent at a time: openJournal locks it. Its methods are safe for
+// concurrent use.
 type journal struct {
 	path string
 	log  *slog.Logger
+	lock *dirlock.Lock // held from openJournal to Close
 
 	mu        sync.Mutex
 	f         *os.File // nil once closed
@@ -87,16 +91,28 @@ type journal struct {
 }
 
 // openJournal opens the journal file at path, creating it (mode 0600, and
-// its directory with mode 0700) if needed. Call Replay before anything else.
+// its directory with mode 0700) if needed, after taking the exclusive lock
+// path+".lock" (internal/dirlock), held until Close. When another agent, in
+// this process or another, holds the lock, the error matches
+// [ErrJournalInUse] and wraps a *dirlock.HeldError naming the holder's pid.
+// Call Replay before anything else.
 func openJournal(path string, log *slog.Logger) (*journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	lock, err := dirlock.Acquire(path + ".lock")
+	if errors.Is(err, dirlock.ErrHeld) {
+		return nil, fmt.Errorf("%w: %w", ErrJournalInUse, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	return &journal{path: path, log: log, f: f, running: make(map[string]time.Time),
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		_ = lock.Release()
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return &journal{path: path, log: log, lock: lock, f: f, running: make(map[string]time.Time),
 		unacked: make(map[string]agentproto.CommandResult)}, nil
 }
 
@@ -131,7 +147,7 @@ func (j *journal) read() error {
 		if len(bytes.TrimSpace(line)) > 0 {
 			var rec journalRecord
 			if jerr := json.Unmarshal(line, &rec); jerr != nil || !j.apply(rec) {
-				j.log.Warn("journal: ignoring an invalid record (a torn write?)", "path", j.path, "line", n, "error", jerr)
+				j.log.Warn("journal: ignoring an invalid record (a torn write?)", "path", j.path, "line", n, "err", jerr)
 			}
 		}
 		if err == io.EOF {
@@ -215,14 +231,16 @@ func (j *journal) append(rec journalRecord, sync bool) error {
 	j.apply(rec)
 	if j.size > j.compactAt {
 		if err := j.compact(); err != nil {
-			j.log.Warn("journal: compaction failed; appending to the old file", "error", err)
+			j.log.Warn("journal: compaction failed", "err", err)
 		}
 	}
 	return nil
 }
 
 // compact atomically replaces the file with one holding only the current
-// state, and appends to it from then on. j.mu is held.
+// state (internal/atomicfile), and appends to it from then on. If the new
+// file cannot be reopened the journal closes: later records fail with
+// errJournalClosed rather than go to the replaced file. j.mu is held.
 func (j *journal) compact() error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -235,12 +253,16 @@ func (j *journal) compact() error {
 	for id, at := range j.running {
 		_ = enc.Encode(journalRecord{Rec: recStarted, ID: id, At: at})
 	}
-	f, err := replaceFile(j.path, buf.Bytes())
-	if err != nil {
+	if err := atomicfile.Write(j.path, buf.Bytes(), 0o600); err != nil {
 		j.compactAt = j.size + minCompactBytes // do not retry at every write
 		return fmt.Errorf("journal: compact %s: %w", j.path, err)
 	}
-	j.f.Close()
+	_ = j.f.Close()
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		j.f = nil
+		return fmt.Errorf("journal: reopen %s after compacting: %w", j.path, err)
+	}
 	j.f, j.size, j.torn = f, int64(buf.Len()), false
 	j.compactAt = max(minCompactBytes, 2*j.size)
 	return nil
@@ -262,44 +284,20 @@ func (j *journal) sortedUnacked() []agentproto.CommandResult {
 	return out
 }
 
-// Close closes the file; later records fail with errJournalClosed.
+// Close closes the file and releases the lock; later records fail with
+// errJournalClosed. A second Close does nothing.
 func (j *journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
+	if j.lock == nil {
 		return nil
 	}
-	err := j.f.Close()
-	j.f = nil
+	var err error
+	if j.f != nil {
+		err = j.f.Close()
+		j.f = nil
+	}
+	err = errors.Join(err, j.lock.Release())
+	j.lock = nil
 	return err
-}
-
-// replaceFile writes b to a new file (mode 0600) that it renames over path,
-// syncing both, and returns the new file open at its end.
-func replaceFile(path string, b []byte) (*os.File, error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".journal-*.tmp")
-	if err != nil {
-		return nil, err
-	}
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(b)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // make the rename durable; best effort where unsupported
-		d.Close()
-	}
-	return f, nil
 }

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/home-console/client-manager/internal/dirlock"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -53,7 +56,8 @@ func TestJournalReplaysEachRecordKind(t *testing.T) {
 	j.Close()
 
 	for round := range 2 { // the second round reads the compacted file
-		_, acked, unacked := testJournal(t, path, nil)
+		j, acked, unacked := testJournal(t, path, nil)
+		j.Close() // the next round opens it again
 		if strings.Join(acked, ",") != "acked" || len(unacked) != 2 {
 			t.Fatalf("round %d: acked %v, unacked %+v", round, acked, unacked)
 		}
@@ -69,6 +73,29 @@ func TestJournalReplaysEachRecordKind(t *testing.T) {
 		if fi, err := os.Stat(p); err != nil || fi.Mode() != want {
 			t.Errorf("%s: mode %v (%v), want %v", p, fi.Mode(), err, want)
 		}
+	}
+}
+
+func TestJournalIsLockedWhileOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal-ag1.jsonl")
+	j, _, _ := testJournal(t, path, nil)
+	must(t, j.Started("c1", time.Now()))
+	_, err := openJournal(path, slog.New(slog.DiscardHandler))
+	var held *dirlock.HeldError
+	if !errors.Is(err, ErrJournalInUse) || !errors.As(err, &held) || held.PID != os.Getpid() ||
+		!strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second open = %v, want ErrJournalInUse naming pid %d", err, os.Getpid())
+	}
+	other, _, _ := testJournal(t, filepath.Join(filepath.Dir(path), "journal-ag2.jsonl"), nil)
+	must(t, other.Started("c2", time.Now()))
+	must(t, j.Close())
+	must(t, j.Close())
+	if err := j.Started("c3", time.Now()); !errors.Is(err, errJournalClosed) {
+		t.Errorf("record after Close = %v, want errJournalClosed", err)
+	}
+	_, _, unacked := testJournal(t, path, nil)
+	if len(unacked) != 1 || unacked[0].CommandID != "c1" {
+		t.Errorf("reopened after Close: unacked %+v, want only c1", unacked)
 	}
 }
 
@@ -210,4 +237,25 @@ func TestJournalUnackedResultResentAfterRestart(t *testing.T) {
 	if n := r.runs.Load(); n != 1 {
 		t.Errorf("ran %d times, want 1", n)
 	}
+}
+
+// TestSecondAgentOnOneJournalIsRefused runs two agents on one journal:
+// the second Run fails before connecting, and works once the first ended.
+func TestSecondAgentOnOneJournalIsRefused(t *testing.T) {
+	h := newFakeHub(t)
+	path := filepath.Join(t.TempDir(), "journal.jsonl")
+	_, stop, done := startAgent(t, h, Config{JournalPath: path})
+	h.next(t, 5*time.Second)
+	second, err := New(Config{ServerURL: h.srv.URL, Credential: testCredential, JournalPath: path})
+	must(t, err)
+	if err := second.Run(context.Background()); !errors.Is(err, ErrJournalInUse) {
+		t.Fatalf("second Run = %v, want ErrJournalInUse", err)
+	}
+	if n := h.attempts.Load(); n != 1 {
+		t.Errorf("%d connection attempts, want only the first agent's", n)
+	}
+	stop()
+	waitRun(t, done, 10*time.Second)
+	startAgent(t, h, Config{JournalPath: path})
+	h.next(t, 5*time.Second)
 }

@@ -133,31 +133,24 @@ func TestOutputRefusedChunksAreRetriedWithoutGaps(t *testing.T) {
 	}
 }
 
-func TestRateBudget(t *testing.T) {
-	b := rateBudget{rate: 10, burst: 3}
+func TestOutputBudget(t *testing.T) {
+	a, err := New(Config{ServerURL: "http://127.0.0.1:1", Credential: testCredential})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Now()
-	for i, want := range []bool{true, true, true, false} {
-		if got := b.take(t0); got != want {
-			t.Errorf("take %d at t0 = %v, want %v", i, got, want)
+	n := 0
+	for ; n < 1000; n++ {
+		if _, ok := a.outputBudget.Allow(t0); !ok {
+			break
 		}
 	}
-	if !b.take(t0.Add(100 * time.Millisecond)) {
-		t.Error("no token 100ms later at 10/s")
+	if n != outputMessagesPerSecond {
+		t.Errorf("%d output messages allowed at once, want the burst of %d", n, outputMessagesPerSecond)
 	}
-	if b.take(t0.Add(100 * time.Millisecond)) {
-		t.Error("two tokens 100ms later at 10/s")
+	if _, ok := a.outputBudget.Allow(t0.Add(time.Second / outputMessagesPerSecond)); !ok {
+		t.Errorf("no message allowed 1/%d s later", outputMessagesPerSecond)
 	}
-	if n := countTakes(&b, t0.Add(time.Hour)); n != 3 {
-		t.Errorf("after an hour %d tokens, want the burst of 3", n)
-	}
-}
-
-func countTakes(b *rateBudget, at time.Time) int {
-	n := 0
-	for b.take(at) {
-		n++
-	}
-	return n
 }
 
 func TestOutputChunksKeepUTF8Whole(t *testing.T) {

@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"time"
-
-	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
 // ServerError is an HTTP error answer of the server, to an enrollment or to
@@ -104,23 +102,4 @@ func endpointURL(base, path string) (string, error) {
 	}
 	u.RawQuery, u.Fragment = "", ""
 	return u.JoinPath(path).String(), nil
-}
-
-// retryDelay picks the delay before reconnecting after err: at least the
-// server's Retry-After, the longest delay when another connection replaced
-// this one, at least the minimum when the server is over a limit, and the
-// plain backoff otherwise.
-func retryDelay(bo *backoff, err error) time.Duration {
-	var se *ServerError
-	isServerErr := errors.As(err, &se)
-	switch {
-	case isServerErr && se.RetryAfter > 0:
-		return bo.nextAtLeast(se.RetryAfter)
-	case closeStatus(err) == agentproto.CloseReplaced:
-		return bo.longest()
-	case closeStatus(err) == agentproto.CloseTryAgainLater,
-		isServerErr && (se.StatusCode == http.StatusTooManyRequests || se.StatusCode == http.StatusServiceUnavailable):
-		return max(bo.next(), bo.min)
-	}
-	return bo.next()
 }

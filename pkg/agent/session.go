@@ -233,7 +233,7 @@ func (s *session) encode(typ string, data any) ([]byte, error) {
 func (s *session) send(typ string, data any) bool {
 	b, err := s.encode(typ, data)
 	if err != nil {
-		s.a.log.Error("dropping message", "error", err)
+		s.a.log.Error("dropping message", "err", err)
 		return false
 	}
 	return s.enqueue(b)
@@ -266,7 +266,7 @@ func (s *session) trySend(typ string, data any) bool {
 func (s *session) sendResult(res agentproto.CommandResult) bool {
 	b, err := s.encodeResult(res)
 	if err != nil {
-		s.a.log.Error("dropping result", "command_id", res.CommandID, "error", err)
+		s.a.log.Error("dropping result", "command_id", res.CommandID, "err", err)
 		return false
 	}
 	return s.enqueue(b)

@@ -41,7 +41,7 @@ func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandRes
 			err = s.onBeat()
 		}
 	}
-	s.a.log.Warn("dropping the connection", "error", err)
+	s.a.log.Warn("dropping the connection", "err", err)
 	s.conn.CloseNow()
 }
 
@@ -50,7 +50,7 @@ func (s *session) resend(results []agentproto.CommandResult) error {
 	for _, res := range results {
 		b, err := s.encodeResult(res)
 		if err != nil {
-			s.a.log.Error("dropping result", "command_id", res.CommandID, "error", err)
+			s.a.log.Error("dropping result", "command_id", res.CommandID, "err", err)
 			continue
 		}
 		if err := s.write(b); err != nil {

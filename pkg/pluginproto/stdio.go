@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/home-console/client-manager/internal/linesplit"
 )
 
 // Log flushing on Stop. The logs a plugin writes through a [LogWriter]
@@ -27,7 +29,7 @@ const (
 	// flushWait bounds how long the host waits for a marker.
 	flushWait = 2 * time.Second
 	// maxSinkLine bounds a buffered partial line; longer lines are passed
-	// on in pieces.
+	// on in pieces, each a line of its own.
 	maxSinkLine = 64 << 10
 	// recentMarkers is how many markers a sink remembers.
 	recentMarkers = 8
@@ -46,54 +48,42 @@ func markerLine(nonce string) []byte {
 }
 
 // stdioSink receives one of a plugin's streams (go-plugin's SyncStdout or
-// SyncStderr), passes complete lines on to out and records flush markers.
+// SyncStderr), passes each line on to out in one Write, with its newline,
+// and records flush markers.
 type stdioSink struct {
-	out io.Writer
+	out   io.Writer
+	lines *linesplit.Writer
 
 	mu      sync.Mutex
-	buf     []byte
 	markers []string      // the most recent markers seen, oldest first
 	changed chan struct{} // closed and replaced when a marker arrives
 }
 
 func newStdioSink(out io.Writer) *stdioSink {
-	return &stdioSink{out: out, changed: make(chan struct{})}
+	s := &stdioSink{out: out, changed: make(chan struct{})}
+	s.lines = linesplit.New(maxSinkLine, s.line)
+	return s
 }
 
 // Write implements io.Writer.
-func (s *stdioSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf = append(s.buf, p...)
-	for {
-		i := bytes.IndexByte(s.buf, '\n')
-		if i < 0 && len(s.buf) < maxSinkLine {
-			break
-		}
-		if i < 0 {
-			i = len(s.buf) - 1
-		}
-		s.line(s.buf[:i+1])
-		s.buf = s.buf[i+1:]
-	}
-	if len(s.buf) == 0 {
-		s.buf = nil
-	}
-	return len(p), nil
-}
+func (s *stdioSink) Write(p []byte) (int, error) { return s.lines.Write(p) }
 
-// line handles one line (with its newline, if any). The caller holds s.mu.
+// line handles one line (without its newline): a marker is recorded, any
+// other line passed on.
 func (s *stdioSink) line(l []byte) {
-	if nonce, ok := bytes.CutPrefix(bytes.TrimRight(l, "\n"), []byte(flushPrefix)); ok {
-		s.markers = append(s.markers, string(nonce))
-		if len(s.markers) > recentMarkers {
-			s.markers = slices.Delete(s.markers, 0, 1)
-		}
-		close(s.changed)
-		s.changed = make(chan struct{})
+	nonce, ok := bytes.CutPrefix(l, []byte(flushPrefix))
+	if !ok {
+		_, _ = s.out.Write(append(slices.Clip(l), '\n')) // a copy: l is not ours
 		return
 	}
-	_, _ = s.out.Write(l)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.markers = append(s.markers, string(nonce))
+	if len(s.markers) > recentMarkers {
+		s.markers = slices.Delete(s.markers, 0, 1)
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // wait blocks until the marker for nonce has arrived or ctx ends.

@@ -60,7 +60,11 @@ func TestStdioSinkLongLine(t *testing.T) {
 	s := newStdioSink(&out)
 	long := strings.Repeat("y", maxSinkLine+10)
 	_, _ = s.Write([]byte(long))
-	if got := len(out.String()); got != len(long) {
-		t.Errorf("passed on %d bytes of an unterminated long line, want all %d", got, len(long))
+	if want := strings.Repeat("y", maxSinkLine) + "\n"; out.String() != want {
+		t.Errorf("passed on %d bytes of an unterminated long line, want its first %d as a line", len(out.String()), maxSinkLine)
+	}
+	_, _ = s.Write([]byte("z\n"))
+	if want := long[:maxSinkLine] + "\n" + long[maxSinkLine:] + "z\n"; out.String() != want {
+		t.Errorf("the rest of the long line was not passed on as a line")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,17 +15,17 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
+	"github.com/home-console/client-manager/internal/dirlock"
+	"github.com/home-console/client-manager/internal/version"
 	"github.com/home-console/client-manager/pkg/agent"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
-// Version is the agent's version, reported at enrollment and in hello.
-const Version = "0.1.0"
-
 // Exit codes of Main.
 const (
-	ExitOK         = 0 // stopped by a signal (or -h)
+	ExitOK         = 0 // stopped by a signal, or -h / --version
 	ExitError      = 1 // any other failure
 	ExitUsage      = 2 // bad flags or environment
 	ExitCredential = 3 // enrollment token or credential refused, or revoked
@@ -40,67 +39,65 @@ const DefaultAllow = "uname,uptime,whoami,id,df,free"
 
 // Main runs the agent command with args (without the program name) and
 // returns the process exit code. It blocks until ctx is cancelled (the
-// caller cancels it on SIGINT/SIGTERM) or the agent cannot go on.
+// caller cancels it on SIGINT/SIGTERM) or the agent cannot go on. -h,
+// --help and --version print to stdout and return ExitOK; an unknown flag
+// or a stray argument prints the usage to stderr and returns ExitUsage.
+// Both do so before touching any file.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "simulate" {
 		return simulate(ctx, args[1:], getenv, stdout, stderr)
 	}
-	return runAgent(ctx, args, getenv, stderr)
+	return runAgent(ctx, args, getenv, stdout, stderr)
 }
 
 type agentOptions struct {
 	server, token, credFile, journalFile, name, labels, allow, level, caFile string
 }
 
-func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agentOptions, error) {
-	var o agentOptions
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	e := envFlags{fs: fs, getenv: getenv}
+const agentUsage = `Usage:
+  agent [flags]            enroll if needed, then serve the client manager
+  agent simulate [flags]   run simulated agents for load tests (agent simulate -h)
+
+Exit status: 0 stopped by a signal (or -h, --version), 1 error (for example another
+agent already runs with this credential), 2 usage, 3 token or credential refused or
+revoked.
+`
+
+// parseAgentFlags parses the agent's flags over their environment
+// variables; see commandLine.parse for code and done. An empty journalFile
+// means the default, which depends on the agent id (journalFileFor).
+func parseAgentFlags(args []string, getenv func(string) string, stdout, stderr io.Writer) (o agentOptions, code int, done bool) {
+	c := newCommandLine("agent", agentUsage)
+	e := envFlags{fs: c.fs, getenv: getenv}
 	e.string(&o.server, "server", "AGENT_SERVER", "http://localhost:10000", "client manager base URL")
-	e.string(&o.token, "enroll-token", "AGENT_ENROLL_TOKEN", "", "enrollment token, or @file to read it from a file; used only when no credential is stored")
+	e.secret(&o.token, "enroll-token", "AGENT_ENROLL_TOKEN", "enrollment token, or @file to read it from a file; used only when no credential is stored")
 	e.string(&o.credFile, "credential-file", "AGENT_CREDENTIAL_FILE", defaultCredentialFile(getenv), "where the agent credential is stored")
-	e.string(&o.journalFile, "journal-file", "AGENT_JOURNAL_FILE", "", "where the agent journals its commands, so that a restarted agent neither runs one again nor loses its result (default: journal.jsonl next to the credential file)")
+	e.string(&o.journalFile, "journal-file", "AGENT_JOURNAL_FILE", "", "where the agent journals its commands, so that a restarted agent neither runs one again nor loses its result; locked while the agent runs (default: journal-<agent id>.jsonl next to the credential file)")
 	e.string(&o.name, "name", "AGENT_NAME", "", "agent name given at enrollment (default: host name)")
 	e.string(&o.labels, "labels", "AGENT_LABELS", "", "labels as key=value,key=value")
 	e.string(&o.allow, "allow", "AGENT_ALLOW", DefaultAllow, "comma-separated executables the server may run (names, or exact absolute paths)")
 	e.string(&o.level, "log-level", "AGENT_LOG_LEVEL", "info", "debug, info, warn or error")
 	e.string(&o.caFile, "ca-file", "AGENT_CA_FILE", "", "PEM file of CA certificates to trust for https/wss")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  agent [flags]            enroll if needed, then serve the client manager\n"+
-			"  agent simulate [flags]   run simulated agents for load tests (agent simulate -h)\n\n"+
-			"Exit status: %d stopped by a signal, %d error, %d usage, %d token or credential refused or revoked.\n\nFlags:\n",
-			ExitOK, ExitError, ExitUsage, ExitCredential)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if o.journalFile == "" {
-		o.journalFile = filepath.Join(filepath.Dir(o.credFile), "journal.jsonl")
-	}
-	return o, nil
+	code, done = c.parse(args, stdout, stderr)
+	return o, code, done
 }
 
-func runAgent(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	o, err := parseAgentFlags(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return ExitOK
+func runAgent(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	o, code, done := parseAgentFlags(args, getenv, stdout, stderr)
+	if done {
+		return code
 	}
 	level, lerr := parseLevel(o.level)
 	labels, berr := parseLabels(o.labels)
 	tlsConf, terr := loadTLS(o.caFile)
-	if err = errors.Join(err, lerr, berr, terr); err != nil {
+	if err := errors.Join(lerr, berr, terr); err != nil {
 		fmt.Fprintln(stderr, "agent:", err)
 		return ExitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	client := &http.Client{Transport: transport(tlsConf)}
 	hostname, _ := os.Hostname()
-	facts := agentproto.Hello{Hostname: hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: Version, Labels: labels}
+	facts := agentproto.Hello{Hostname: hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: version.Get().Version, Labels: labels}
 	cred, err := loadOrEnroll(ctx, o, facts, client, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "agent:", err)
@@ -112,6 +109,9 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		return ExitError
 	}
+	if o.journalFile == "" {
+		o.journalFile = journalFileFor(o.credFile, cred.Credential)
+	}
 	a, err := agent.New(agent.Config{
 		ServerURL: o.server, Credential: cred.Credential, Facts: facts,
 		Allowed: splitList(o.allow), Logger: log, HTTPClient: client, JournalPath: o.journalFile,
@@ -120,23 +120,46 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintln(stderr, "agent:", err)
 		return ExitUsage
 	}
-	log.Info("agent starting", "agent_id", cred.AgentID, "server", o.server, "allowed", splitList(o.allow))
-	return fail(ctx, stderr, a.Run(ctx), o.credFile)
+	log.Info("agent starting", "agent_id", cred.AgentID, "server", o.server, "allowed", splitList(o.allow), "journal", o.journalFile)
+	return fail(ctx, stderr, a.Run(ctx), o)
 }
 
 // fail reports err and picks the exit code; a nil error, or one caused by
 // the context's cancellation, is a clean stop.
-func fail(ctx context.Context, stderr io.Writer, err error, credFile string) int {
+func fail(ctx context.Context, stderr io.Writer, err error, o agentOptions) int {
+	var held *dirlock.HeldError
 	switch {
 	case err == nil, ctx.Err() != nil:
 		return ExitOK
+	case errors.Is(err, agent.ErrJournalInUse) && errors.As(err, &held):
+		fmt.Fprintf(stderr, "agent: another agent process (pid %d) is already running with the credential %s: "+
+			"its journal %s is locked.\nagent: stop that process first, or give this agent its own --credential-file\n",
+			held.PID, o.credFile, o.journalFile)
+		return ExitError
 	case errors.Is(err, agent.ErrRevoked), errors.Is(err, agent.ErrUnauthorized):
 		fmt.Fprintf(stderr, "agent: %v\nagent: the server no longer accepts this agent's credential: "+
-			"remove %s and enroll again with --enroll-token\n", err, credFile)
+			"remove %s and enroll again with --enroll-token\n", err, o.credFile)
 		return ExitCredential
 	}
 	fmt.Fprintln(stderr, "agent:", err)
 	return ExitError
+}
+
+// journalFileFor is the default journal of the agent whose credential is
+// stored in credFile: journal-<agent id>.jsonl in the same directory, so
+// that agents with different credentials in one directory never share a
+// journal. Characters of the id other than letters, digits, '-' and '_'
+// become '_' (a clash can only make two agents refuse to share, never
+// share).
+func journalFileFor(credFile, credential string) string {
+	id, _, _ := agentproto.ParseCredential(credential)
+	safe := strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, id)
+	return filepath.Join(filepath.Dir(credFile), "journal-"+safe+".jsonl")
 }
 
 // loadTLS returns a TLS config trusting the CAs in caFile, or nil.

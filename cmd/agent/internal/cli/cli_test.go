@@ -22,26 +22,43 @@ func envOf(m map[string]string) func(string) string {
 
 func TestFlagsOverrideEnvOverrideDefaults(t *testing.T) {
 	env := envOf(map[string]string{"AGENT_SERVER": "http://env:1", "AGENT_ALLOW": "uname", "HOME": "/home/u"})
-	var stderr bytes.Buffer
-	o, err := parseAgentFlags([]string{"--allow", "uptime,df"}, env, &stderr)
-	if err != nil {
-		t.Fatal(err)
+	var stdout, stderr bytes.Buffer
+	o, _, done := parseAgentFlags([]string{"--allow", "uptime,df"}, env, &stdout, &stderr)
+	if done {
+		t.Fatalf("parse ended the command: %s", stderr.String())
 	}
 	if o.server != "http://env:1" || o.allow != "uptime,df" || o.level != "info" ||
-		o.credFile != "/home/u/.local/state/cm-agent/credential.json" ||
-		o.journalFile != "/home/u/.local/state/cm-agent/journal.jsonl" {
+		o.credFile != "/home/u/.local/state/cm-agent/credential.json" || o.journalFile != "" {
 		t.Errorf("options %+v", o)
 	}
-	o, err = parseAgentFlags([]string{"--credential-file", "/etc/cm/cred.json"}, env, &stderr)
-	if err != nil || o.journalFile != "/etc/cm/journal.jsonl" {
-		t.Errorf("journal next to --credential-file: %q %v", o.journalFile, err)
+	env = envOf(map[string]string{"AGENT_ENROLL_TOKEN": "from-env", "HOME": "/home/u"})
+	if o, _, _ = parseAgentFlags(nil, env, &stdout, &stderr); o.token != "from-env" {
+		t.Errorf("AGENT_ENROLL_TOKEN: %q", o.token)
+	}
+	if o, _, _ = parseAgentFlags([]string{"--enroll-token", "flag"}, env, &stdout, &stderr); o.token != "flag" {
+		t.Errorf("--enroll-token over AGENT_ENROLL_TOKEN: %q", o.token)
 	}
 	env = envOf(map[string]string{"AGENT_JOURNAL_FILE": "/var/j.jsonl", "HOME": "/home/u"})
-	if o, err = parseAgentFlags(nil, env, &stderr); err != nil || o.journalFile != "/var/j.jsonl" {
-		t.Errorf("AGENT_JOURNAL_FILE: %q %v", o.journalFile, err)
+	if o, _, done = parseAgentFlags(nil, env, &stdout, &stderr); done || o.journalFile != "/var/j.jsonl" {
+		t.Errorf("AGENT_JOURNAL_FILE: %q %v", o.journalFile, done)
 	}
-	if _, err := parseAgentFlags([]string{"extra"}, env, &stderr); err == nil {
-		t.Error("a stray argument was accepted")
+	if _, code, done := parseAgentFlags([]string{"extra"}, env, &stdout, &stderr); !done || code != ExitUsage {
+		t.Errorf("a stray argument: done %v code %d, want %d", done, code, ExitUsage)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("usage errors wrote to stdout: %q", stdout.String())
+	}
+}
+
+func TestJournalFileIsPerAgent(t *testing.T) {
+	for _, tc := range []struct{ credFile, credential, want string }{
+		{"/st/cm-agent/credential.json", "agt_3fA9-x.secret", "/st/cm-agent/journal-agt_3fA9-x.jsonl"},
+		{"/st/other.json", "agt_2.secret", "/st/journal-agt_2.jsonl"},
+		{"rel/c.json", "ag/x%y.s", "rel/journal-ag_x_y.jsonl"},
+	} {
+		if got := journalFileFor(tc.credFile, tc.credential); got != tc.want {
+			t.Errorf("journalFileFor(%q, %q) = %q, want %q", tc.credFile, tc.credential, got, tc.want)
+		}
 	}
 }
 
@@ -125,8 +142,8 @@ func TestMainEnrollsRunsCommandsAndHandlesRevocation(t *testing.T) {
 	if c := waitCode(t, code, stderr); c != ExitOK {
 		t.Fatalf("exit %d after cancel, want 0; stderr:\n%s", c, stderr)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, "state", "journal.jsonl")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("journal next to the credential: %v %v", fi, err)
+	if fi, err := os.Stat(filepath.Join(dir, "state", "journal-ag1.jsonl")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("journal-<agent id>.jsonl next to the credential: %v %v", fi, err)
 	}
 
 	_, code, stderr = startMain(t, args, env)

@@ -68,7 +68,7 @@ func enrollRetrying(ctx context.Context, server string, req agentproto.EnrollReq
 			wait = se.RetryAfter
 		}
 		delay = min(2*delay, 30*time.Second)
-		log.Warn("enrollment failed; retrying", "error", err, "retry_in", wait)
+		log.Warn("enrollment failed; retrying", "err", err, "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

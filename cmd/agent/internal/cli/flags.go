@@ -25,6 +25,13 @@ func (e envFlags) string(p *string, name, env, def, usage string) {
 	e.fs.StringVar(p, name, def, usage+" (env "+env+")")
 }
 
+// secret is string for a secret (a token): its variable's value is used
+// the same way but never shown as the flag's default in the usage.
+func (e envFlags) secret(p *string, name, env, usage string) {
+	e.fs.StringVar(p, name, "", usage+" (env "+env+")")
+	*p = e.getenv(env) // after StringVar, which sets the default; a flag given wins
+}
+
 // parseLabels parses "k=v,k=v" into a map; empty input gives nil.
 func parseLabels(s string) (map[string]string, error) {
 	var labels map[string]string

@@ -120,13 +120,13 @@ func runAll(ctx context.Context, cfg Config, creds []Credential, group *agent.He
 		}
 		a, err := agent.New(agentConfig(ctx, cfg, c, group, st))
 		if err != nil {
-			cfg.Logger.Error("simulated agent not started", "name", c.Name, "error", err)
+			cfg.Logger.Error("simulated agent not started", "name", c.Name, "err", err)
 			continue
 		}
 		wg.Go(func() {
 			if err := a.Run(ctx); err != nil {
 				st.stopped.Add(1)
-				cfg.Logger.Warn("simulated agent stopped", "name", c.Name, "error", err)
+				cfg.Logger.Warn("simulated agent stopped", "name", c.Name, "err", err)
 			}
 		})
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -72,7 +73,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	cred, _ := cutBearer(r.Header.Get("Authorization"))
+	cred, _ := httpjson.BearerToken(r.Header)
 	s.mu.Lock()
 	id, ok := s.creds[cred]
 	s.mu.Unlock()
@@ -198,12 +199,4 @@ func send(ws *websocket.Conn, typ string, data any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return ws.Write(ctx, websocket.MessageText, b)
-}
-
-func cutBearer(h string) (string, bool) {
-	const p = "Bearer "
-	if len(h) < len(p) || h[:len(p)] != p {
-		return "", false
-	}
-	return h[len(p):], true
 }

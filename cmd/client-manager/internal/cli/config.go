@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/home-console/client-manager/internal/access"
+	"github.com/home-console/client-manager/internal/cmservice"
+	"github.com/home-console/client-manager/internal/logging"
+	"github.com/home-console/client-manager/internal/origin"
+	"github.com/home-console/client-manager/pkg/pluginproto"
+)
+
+// Prefix starts the name of every environment variable of the client
+// manager.
+const Prefix = "CLIENT_MANAGER"
+
+// formatAuto is the log format that means json under the runtime (which
+// re-logs each record with its level, time and fields) and text otherwise.
+const formatAuto = "auto"
+
+// defaultDrainTimeout bounds a standalone drain on SIGTERM or SIGINT.
+const defaultDrainTimeout = 10 * time.Second
+
+// config is the client manager's environment. Its defaults are the
+// packages' (see defaults); the README's table lists the same.
+type config struct {
+	Host         string        `envconfig:"HOST" desc:"HTTP/WebSocket listen address"`
+	Port         int           `envconfig:"PORT" desc:"listen port; 0 picks a free one (reported to the runtime)"`
+	DataDir      string        `envconfig:"DATA_DIR" desc:"the store, bootstrap-token and the lock; one client manager per directory"`
+	LogLevel     string        `envconfig:"LOG_LEVEL" desc:"debug, info, warn or error"`
+	LogFormat    string        `envconfig:"LOG_FORMAT" desc:"auto (json under the runtime, text otherwise), text or json; on stderr"`
+	DrainTimeout time.Duration `envconfig:"DRAIN_TIMEOUT" desc:"standalone: how long SIGTERM/SIGINT lets in-flight work drain"`
+
+	TLSCert          string   `envconfig:"TLS_CERT" desc:"PEM certificate (chain) file: serve HTTPS and wss:// (with TLS_KEY)"`
+	TLSKey           string   `envconfig:"TLS_KEY" desc:"PEM key file of TLS_CERT"`
+	AllowedOrigins   []string `envconfig:"ALLOWED_ORIGINS" desc:"browser origins allowed to call the API and open WebSockets"`
+	OperatorCommands []string `envconfig:"OPERATOR_COMMANDS" desc:"executables the operator role may run"`
+	MaxBodyBytes     int64    `envconfig:"MAX_BODY_BYTES" desc:"largest REST request body (413 beyond)"`
+	APIRate          float64  `envconfig:"API_RATE" desc:"REST requests per second per caller (429 beyond)"`
+	APIBurst         int      `envconfig:"API_BURST" desc:"burst of API_RATE"`
+
+	MaxConnections    int           `envconfig:"MAX_CONNECTIONS" desc:"agent WebSockets (503 beyond)"`
+	MaxMessageBytes   int64         `envconfig:"MAX_MESSAGE_BYTES" desc:"largest agent frame (close 1009 beyond)"`
+	OutboundQueue     int           `envconfig:"OUTBOUND_QUEUE" desc:"messages queued per agent; a full queue drops the agent"`
+	MessageRate       float64       `envconfig:"MESSAGE_RATE" desc:"inbound messages per second per agent (close 4005 beyond)"`
+	ConnectRate       float64       `envconfig:"CONNECT_RATE" desc:"WebSocket upgrades per second for the whole server (429 beyond)"`
+	ConnectBurst      int           `envconfig:"CONNECT_BURST" desc:"burst of CONNECT_RATE"`
+	HelloTimeout      time.Duration `envconfig:"HELLO_TIMEOUT" desc:"time for a new connection to send hello"`
+	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" desc:"heartbeat period told to agents"`
+	LivenessTimeout   time.Duration `envconfig:"LIVENESS_TIMEOUT" desc:"a silent agent is offline after this"`
+
+	CommandTimeout time.Duration `envconfig:"COMMAND_TIMEOUT" desc:"default command timeout"`
+	MaxOutputBytes int           `envconfig:"MAX_OUTPUT_BYTES" desc:"output kept per command; more is cut and flagged truncated"`
+	Retention      time.Duration `envconfig:"RETENTION" desc:"how long finished commands are kept"`
+
+	EnrollRate    int           `envconfig:"ENROLL_RATE" desc:"enrollment attempts per minute per caller IP"`
+	BootstrapUses int           `envconfig:"BOOTSTRAP_USES" desc:"agents the bootstrap token written on first start enrolls"`
+	BootstrapTTL  time.Duration `envconfig:"BOOTSTRAP_TTL" desc:"how long that token is valid (negative: forever)"`
+}
+
+// defaults returns the environment's defaults, taken from the packages
+// that apply them.
+func defaults() config {
+	d := cmservice.DefaultConfig()
+	return config{
+		Host: d.Host, Port: d.Port, DataDir: d.DataDir,
+		LogLevel: logging.DefaultLevel, LogFormat: formatAuto, DrainTimeout: defaultDrainTimeout,
+		OperatorCommands: access.DefaultOperatorCommands,
+		MaxBodyBytes:     d.MaxBodyBytes, APIRate: d.APIRate, APIBurst: d.APIBurst,
+
+		MaxConnections: d.Hub.MaxConnections, MaxMessageBytes: d.Hub.MaxMessageBytes,
+		OutboundQueue: d.Hub.OutboundQueue, MessageRate: d.Hub.MessageRate,
+		ConnectRate: d.Hub.ConnectRate, ConnectBurst: d.Hub.ConnectBurst,
+		HelloTimeout: d.Hub.HelloTimeout, HeartbeatInterval: d.Hub.HeartbeatInterval,
+		LivenessTimeout: d.Hub.LivenessTimeout,
+
+		CommandTimeout: d.Dispatch.DefaultTimeout, MaxOutputBytes: d.Dispatch.MaxOutputBytes,
+		Retention: d.Dispatch.Retention,
+
+		EnrollRate: d.Enroll.AttemptsPerMinute, BootstrapUses: d.Enroll.BootstrapUses,
+		BootstrapTTL: d.Enroll.BootstrapTTL,
+	}
+}
+
+// validate checks what envconfig cannot.
+func (c config) validate() error {
+	switch {
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("CLIENT_MANAGER_TLS_CERT and CLIENT_MANAGER_TLS_KEY go together: " +
+			"set both (PEM certificate and key files) to serve HTTPS and wss://, or neither for plain HTTP")
+	case c.APIRate <= 0 || c.APIBurst < 1:
+		return errors.New("CLIENT_MANAGER_API_RATE must be positive and CLIENT_MANAGER_API_BURST at least 1")
+	}
+	if _, err := origin.New(c.AllowedOrigins); err != nil {
+		return fmt.Errorf("CLIENT_MANAGER_ALLOWED_ORIGINS: %w", err)
+	}
+	return nil
+}
+
+// logFormat resolves the auto format.
+func (c config) logFormat() string {
+	if !strings.EqualFold(c.LogFormat, formatAuto) {
+		return c.LogFormat
+	}
+	if pluginproto.LaunchedByRuntime() {
+		return "json"
+	}
+	return logging.DefaultFormat
+}
+
+// service returns the service configuration: the defaults with the
+// environment's settings.
+func (c config) service() cmservice.Config {
+	s := cmservice.DefaultConfig()
+	s.Host, s.Port, s.DataDir = c.Host, c.Port, c.DataDir
+	s.MaxBodyBytes, s.APIRate, s.APIBurst = c.MaxBodyBytes, c.APIRate, c.APIBurst
+	s.AllowedOrigins, s.TLSCert, s.TLSKey = c.AllowedOrigins, c.TLSCert, c.TLSKey
+	s.OperatorCommands = c.OperatorCommands
+
+	s.Hub.MaxConnections, s.Hub.MaxMessageBytes, s.Hub.OutboundQueue = c.MaxConnections, c.MaxMessageBytes, c.OutboundQueue
+	s.Hub.MessageRate, s.Hub.ConnectRate, s.Hub.ConnectBurst = c.MessageRate, c.ConnectRate, c.ConnectBurst
+	s.Hub.HelloTimeout, s.Hub.HeartbeatInterval, s.Hub.LivenessTimeout = c.HelloTimeout, c.HeartbeatInterval, c.LivenessTimeout
+
+	s.Dispatch.DefaultTimeout, s.Dispatch.MaxOutputBytes, s.Dispatch.Retention = c.CommandTimeout, c.MaxOutputBytes, c.Retention
+
+	s.Enroll.AttemptsPerMinute, s.Enroll.BootstrapUses, s.Enroll.BootstrapTTL = c.EnrollRate, c.BootstrapUses, c.BootstrapTTL
+	return s
+}

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/httpjson"
+)
+
+// Error codes of the API's own refusals; the domain's codes are fleet's.
+const (
+	codeInvalidJSON         fleet.ErrorCode = "invalid_json"
+	codeBodyTooLarge        fleet.ErrorCode = "body_too_large"
+	codeRequestTimeout      fleet.ErrorCode = "request_timeout"
+	codeInvalidQuery        fleet.ErrorCode = "invalid_query"
+	codeInvalidSelector     fleet.ErrorCode = "invalid_selector"
+	codeTooManyTargets      fleet.ErrorCode = "too_many_targets"
+	codeLabelsNotMatched    fleet.ErrorCode = "labels_not_matched"
+	codeCommandNotAllowed   fleet.ErrorCode = "command_not_allowed"
+	codeInvalidTokenRequest fleet.ErrorCode = "invalid_token_request"
+	codeRateLimited         fleet.ErrorCode = "rate_limited"
+)
+
+// statusOf is the one table from error code to HTTP status: every error
+// the API answers with has its code here (docs/api.md lists them, and a
+// test checks it does). A code missing from it is answered 500 internal.
+var statusOf = map[fleet.ErrorCode]int{
+	codeInvalidJSON:          http.StatusBadRequest,
+	codeInvalidQuery:         http.StatusBadRequest,
+	codeInvalidSelector:      http.StatusBadRequest,
+	codeInvalidTokenRequest:  http.StatusBadRequest,
+	fleet.CodeInvalidCommand: http.StatusBadRequest,
+	fleet.CodeUnauthorized:   http.StatusUnauthorized,
+	fleet.CodeForbidden:      http.StatusForbidden,
+	codeCommandNotAllowed:    http.StatusForbidden,
+	fleet.CodeNotFound:       http.StatusNotFound,
+	fleet.CodeUnknownAgent:   http.StatusNotFound,
+	codeRequestTimeout:       http.StatusRequestTimeout,
+	fleet.CodeConflict:       http.StatusConflict,
+	fleet.CodeAlreadyFinal:   http.StatusConflict,
+	fleet.CodeAgentRevoked:   http.StatusConflict,
+	fleet.CodeAgentOffline:   http.StatusConflict,
+	codeLabelsNotMatched:     http.StatusConflict,
+	codeBodyTooLarge:         http.StatusRequestEntityTooLarge,
+	codeTooManyTargets:       http.StatusRequestEntityTooLarge,
+	codeRateLimited:          http.StatusTooManyRequests,
+	fleet.CodeInternal:       http.StatusInternalServerError,
+	fleet.CodeUnavailable:    http.StatusServiceUnavailable,
+}
+
+// codeOf is fleet.CodeOf, with a cancelled or timed-out request as
+// fleet.CodeUnavailable and a code the table lacks as fleet.CodeInternal.
+func codeOf(err error) fleet.ErrorCode {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fleet.CodeUnavailable
+	}
+	code := fleet.CodeOf(err)
+	if _, ok := statusOf[code]; !ok {
+		return fleet.CodeInternal
+	}
+	return code
+}
+
+// detail is the code and message the API shows for err: err's own text
+// for a coded error (callers make it presentable), fixed texts for a
+// cancelled request and for an internal error, whose cause is only
+// logged.
+func detail(err error) httpjson.ErrorDetail {
+	code, msg := codeOf(err), err.Error()
+	switch {
+	case code == fleet.CodeInternal:
+		msg = "internal error"
+	case fleet.CodeOf(err) == fleet.CodeInternal: // a context error
+		msg = "request cancelled or timed out"
+	}
+	return httpjson.ErrorDetail{Code: string(code), Message: msg}
+}
+
+// fail aborts the request with err's status (from statusOf), code and
+// message. An internal error is logged with its cause first.
+func (s *Server) fail(c *gin.Context, err error) {
+	d := detail(err)
+	if d.Code == string(fleet.CodeInternal) {
+		s.Log.Error("api request failed", "route", c.FullPath(), "err", err)
+	}
+	httpjson.Error(c, statusOf[fleet.ErrorCode(d.Code)], d.Code, d.Message)
+}
+
+// failf is fail with a new error of code and message.
+func (s *Server) failf(c *gin.Context, code fleet.ErrorCode, format string, args ...any) {
+	s.fail(c, fleet.Errorf(code, format, args...))
+}
+
+// storeMessages phrase the store's coded errors about a "what" (a kind
+// of thing, and the route's id if it has one).
+var storeMessages = map[fleet.ErrorCode]string{
+	fleet.CodeNotFound:     "%s not found",
+	fleet.CodeAlreadyFinal: "%s already reached a terminal state",
+	fleet.CodeConflict:     "%s already exists",
+}
+
+// storeError answers for an error from the store or a service about
+// what: its coded errors get a message naming what (and the route's id),
+// everything else goes to fail as it is.
+func (s *Server) storeError(c *gin.Context, what string, err error) {
+	if format, ok := storeMessages[fleet.CodeOf(err)]; ok && codeOf(err) != fleet.CodeUnavailable {
+		if id := c.Param("id"); id != "" {
+			what += " " + strconv.Quote(id)
+		}
+		err = fleet.Errorf(fleet.CodeOf(err), format, what)
+	}
+	s.fail(c, err)
+}
