@@ -32,13 +32,6 @@ import (
 var (
 	// ErrInvalidRequest means Submit's request is malformed (400).
 	ErrInvalidRequest = fleet.ErrInvalidCommand
-	// ErrUnknownClient means no agent has the requested id (404).
-	ErrUnknownClient = fleet.ErrUnknownAgent
-	// ErrClientRevoked means the agent's credential was revoked (409).
-	ErrClientRevoked = fleet.ErrAgentRevoked
-	// ErrClientOffline means the agent is not connected and the request
-	// did not ask to queue (409 client_offline).
-	ErrClientOffline = fleet.ErrAgentOffline
 	// ErrUnknownCommand means no command has the id, or it belongs to
 	// another agent (404). It matches fleet.ErrNotFound too.
 	ErrUnknownCommand = fmt.Errorf("unknown command: %w", fleet.ErrNotFound)
@@ -147,8 +140,8 @@ func New(store fleet.Store, hub Sender, bus *events.Bus, log *slog.Logger, cfg C
 
 // Submit validates req, stores the command (pending for an online agent,
 // queued for an offline one when req.QueueIfOffline) and delivers it if
-// the agent is online. It returns ErrInvalidRequest, ErrUnknownClient,
-// ErrClientRevoked, ErrClientOffline or a wrapped store error; once it
+// the agent is online. It returns ErrInvalidRequest, fleet.ErrUnknownAgent,
+// fleet.ErrAgentRevoked, fleet.ErrAgentOffline or a wrapped store error; once it
 // returns a command, that command will reach a terminal state. A failed
 // delivery is not an error: the command stays live and is re-delivered
 // when the agent reconnects, or times out.
@@ -159,15 +152,15 @@ func (s *Service) Submit(ctx context.Context, req Request) (fleet.Command, error
 	agent, err := s.store.Agent(ctx, req.ClientID)
 	switch {
 	case errors.Is(err, fleet.ErrNotFound):
-		return fleet.Command{}, ErrUnknownClient
+		return fleet.Command{}, fleet.ErrUnknownAgent
 	case err != nil:
 		return fleet.Command{}, fmt.Errorf("dispatch: submit: %w", err)
 	case agent.Revoked:
-		return fleet.Command{}, ErrClientRevoked
+		return fleet.Command{}, fleet.ErrAgentRevoked
 	}
 	online := s.hub.Online(req.ClientID)
 	if !online && !req.QueueIfOffline {
-		return fleet.Command{}, ErrClientOffline
+		return fleet.Command{}, fleet.ErrAgentOffline
 	}
 	now := time.Now().UTC()
 	cmd := fleet.Command{

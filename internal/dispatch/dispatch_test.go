@@ -184,9 +184,9 @@ func TestSubmitRejects(t *testing.T) {
 		req  dispatch.Request
 		want error
 	}{
-		{"offline", dispatch.Request{ClientID: offline, Command: "ls"}, dispatch.ErrClientOffline},
-		{"unknown", dispatch.Request{ClientID: "agt_nope", Command: "ls"}, dispatch.ErrUnknownClient},
-		{"revoked", dispatch.Request{ClientID: revoked, Command: "ls", QueueIfOffline: true}, dispatch.ErrClientRevoked},
+		{"offline", dispatch.Request{ClientID: offline, Command: "ls"}, fleet.ErrAgentOffline},
+		{"unknown", dispatch.Request{ClientID: "agt_nope", Command: "ls"}, fleet.ErrUnknownAgent},
+		{"revoked", dispatch.Request{ClientID: revoked, Command: "ls", QueueIfOffline: true}, fleet.ErrAgentRevoked},
 		{"empty command", dispatch.Request{ClientID: offline, Command: " "}, dispatch.ErrInvalidRequest},
 		{"NUL byte", dispatch.Request{ClientID: offline, Command: "ls", Args: []string{"a\x00b"}}, dispatch.ErrInvalidRequest},
 		{"too many args", dispatch.Request{ClientID: offline, Command: "ls", Args: make([]string, 300)}, dispatch.ErrInvalidRequest},
