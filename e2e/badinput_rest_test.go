@@ -161,9 +161,9 @@ func checkBatchTargets(t *testing.T, s *badSuite) {
 	var got struct {
 		Total int
 		Items []struct {
-			ClientID string `json:"client_id"`
-			Command  *struct{ ID string }
-			Error    *struct{ Code string }
+			AgentID string `json:"client_id"`
+			Command *struct{ ID string }
+			Error   *struct{ Code string }
 		}
 	}
 	s.mustJSON(t, s.api(t, "POST", "/api/commands", "admin", body), http.StatusAccepted, &got)
@@ -171,9 +171,9 @@ func checkBatchTargets(t *testing.T, s *badSuite) {
 	for _, it := range got.Items {
 		switch {
 		case it.Error != nil:
-			codes[it.ClientID] = it.Error.Code
+			codes[it.AgentID] = it.Error.Code
 		case it.Command != nil:
-			codes[it.ClientID] = "command"
+			codes[it.AgentID] = "command"
 		}
 	}
 	want := map[string]string{revoked: "client_revoked", "agt_000000000000000000000000": "unknown_client"}

@@ -119,9 +119,9 @@ type batchAnswer struct {
 	BatchID string `json:"batch_id"`
 	Total   int    `json:"total"`
 	Items   []struct {
-		ClientID string                `json:"client_id"`
-		Command  *fleet.Command        `json:"command"`
-		Error    *httpjson.ErrorDetail `json:"error"`
+		AgentID string                `json:"client_id"`
+		Command *fleet.Command        `json:"command"`
+		Error   *httpjson.ErrorDetail `json:"error"`
 	} `json:"items"`
 }
 
@@ -131,11 +131,11 @@ func (b batchAnswer) outcome() map[string]string {
 	for _, it := range b.Items {
 		switch {
 		case it.Command != nil && it.Error == nil:
-			m[it.ClientID] = string(it.Command.Status)
+			m[it.AgentID] = string(it.Command.Status)
 		case it.Error != nil && it.Command == nil:
-			m[it.ClientID] = it.Error.Code
+			m[it.AgentID] = it.Error.Code
 		default:
-			m[it.ClientID] = "malformed item"
+			m[it.AgentID] = "malformed item"
 		}
 	}
 	return m

@@ -80,8 +80,8 @@ func TestBatchAnswersEveryTarget(t *testing.T) {
 				t.Fatalf("outcomes %v, want %v", outcome, tt.want)
 			}
 			for _, it := range got.Items {
-				if it.Error != nil && (it.Error.Message == "" || !strings.Contains(it.Error.Message, it.ClientID)) {
-					t.Errorf("item %s: message %q does not name the agent", it.ClientID, it.Error.Message)
+				if it.Error != nil && (it.Error.Message == "" || !strings.Contains(it.Error.Message, it.AgentID)) {
+					t.Errorf("item %s: message %q does not name the agent", it.AgentID, it.Error.Message)
 				}
 			}
 		})

@@ -72,7 +72,7 @@ func viewCommand(cmd fleet.Command) commandView {
 
 func (b commandBody) request(agentID string, p access.Principal) fleet.CommandRequest {
 	return fleet.CommandRequest{
-		ClientID:       agentID,
+		AgentID:        agentID,
 		Command:        b.Command,
 		Args:           b.Args,
 		Timeout:        time.Duration(b.Timeout),

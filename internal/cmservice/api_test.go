@@ -241,13 +241,13 @@ func TestEventStream(t *testing.T) {
 			Seq       uint64    `json:"seq"`
 			Type      string    `json:"type"`
 			Time      time.Time `json:"time"`
-			ClientID  string    `json:"client_id"`
+			AgentID   string    `json:"client_id"`
 			CommandID string    `json:"command_id"`
 			Data      map[string]any
 		}
 		data, ok := strings.CutPrefix(sc.Text(), "data: ")
 		if err := json.Unmarshal([]byte(data), &got); !ok || err != nil || got.Seq == 0 || got.Time.IsZero() ||
-			got.Type != "command.finished" || got.ClientID != e.agentID || got.CommandID != cmd["id"] ||
+			got.Type != "command.finished" || got.AgentID != e.agentID || got.CommandID != cmd["id"] ||
 			len(got.Data) != 2 || got.Data["status"] != "completed" || got.Data["error"] != "" {
 			t.Fatalf("command.finished data line %q (%v), want the documented fields", sc.Text(), err)
 		}

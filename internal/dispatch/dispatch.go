@@ -149,7 +149,7 @@ func (s *Service) Submit(ctx context.Context, req Request) (fleet.Command, error
 	if err := s.validate(&req); err != nil {
 		return fleet.Command{}, err
 	}
-	agent, err := s.store.Agent(ctx, req.ClientID)
+	agent, err := s.store.Agent(ctx, req.AgentID)
 	switch {
 	case errors.Is(err, fleet.ErrNotFound):
 		return fleet.Command{}, fleet.ErrUnknownAgent
@@ -158,13 +158,13 @@ func (s *Service) Submit(ctx context.Context, req Request) (fleet.Command, error
 	case agent.Revoked:
 		return fleet.Command{}, fleet.ErrAgentRevoked
 	}
-	online := s.hub.Online(req.ClientID)
+	online := s.hub.Online(req.AgentID)
 	if !online && !req.QueueIfOffline {
 		return fleet.Command{}, fleet.ErrAgentOffline
 	}
 	now := time.Now().UTC()
 	cmd := fleet.Command{
-		ID: secret.NewID("cmd_"), ClientID: req.ClientID, Command: req.Command, Args: req.Args,
+		ID: secret.NewID("cmd_"), AgentID: req.AgentID, Command: req.Command, Args: req.Args,
 		Timeout: req.Timeout, Status: fleet.StatusPending, RequestedBy: req.RequestedBy,
 		BatchID: req.BatchID, CreatedAt: now,
 	}
@@ -176,17 +176,17 @@ func (s *Service) Submit(ctx context.Context, req Request) (fleet.Command, error
 		return fleet.Command{}, fmt.Errorf("dispatch: submit: %w", err)
 	}
 	if cmd.Status == fleet.StatusQueued {
-		s.bus.Publish(events.CommandQueued{AgentID: cmd.ClientID, CommandID: cmd.ID})
+		s.bus.Publish(events.CommandQueued{AgentID: cmd.AgentID, CommandID: cmd.ID})
 		// The agent may have connected after the Online check but before
 		// the command was stored, missing it in its delivery on connect.
-		if !s.hub.Online(cmd.ClientID) {
+		if !s.hub.Online(cmd.AgentID) {
 			return cmd, nil
 		}
 	} else {
-		s.track(cmd.ID, cmd.ClientID, now.Add(cmd.Timeout+s.cfg.ResultGrace))
+		s.track(cmd.ID, cmd.AgentID, now.Add(cmd.Timeout+s.cfg.ResultGrace))
 	}
 	if err := s.deliver(ctx, &cmd); err != nil {
-		s.log.Warn("command stored but not delivered; it stays live", "command_id", cmd.ID, "agent_id", cmd.ClientID, "err", err)
+		s.log.Warn("command stored but not delivered; it stays live", "command_id", cmd.ID, "agent_id", cmd.AgentID, "err", err)
 	}
 	return cmd, nil
 }
@@ -194,7 +194,7 @@ func (s *Service) Submit(ctx context.Context, req Request) (fleet.Command, error
 func (s *Service) validate(req *Request) error {
 	bad := func(msg string) error { return fmt.Errorf("%w: %s", ErrInvalidRequest, msg) }
 	switch {
-	case req.ClientID == "":
+	case req.AgentID == "":
 		return bad("client id is required")
 	case strings.TrimSpace(req.Command) == "":
 		return bad("command must not be empty")
@@ -236,13 +236,13 @@ func (s *Service) deliver(ctx context.Context, cmd *fleet.Command) error {
 	}
 	cmd.Status, cmd.DispatchedAt = fleet.StatusDispatched, now
 	cmd.Attempts++
-	s.track(cmd.ID, cmd.ClientID, now.Add(cmd.Timeout+s.cfg.ResultGrace))
-	s.bus.Publish(events.CommandDispatched{AgentID: cmd.ClientID, CommandID: cmd.ID, Attempt: cmd.Attempts})
-	err := s.send(cmd.ClientID, agentproto.TypeCommandRequest, agentproto.CommandRequest{
+	s.track(cmd.ID, cmd.AgentID, now.Add(cmd.Timeout+s.cfg.ResultGrace))
+	s.bus.Publish(events.CommandDispatched{AgentID: cmd.AgentID, CommandID: cmd.ID, Attempt: cmd.Attempts})
+	err := s.send(cmd.AgentID, agentproto.TypeCommandRequest, agentproto.CommandRequest{
 		CommandID: cmd.ID, Command: cmd.Command, Args: cmd.Args, TimeoutMS: cmd.Timeout.Milliseconds(),
 	})
 	if err != nil {
-		s.log.Debug("command not delivered; it will be re-delivered on reconnect", "command_id", cmd.ID, "agent_id", cmd.ClientID, "err", err)
+		s.log.Debug("command not delivered; it will be re-delivered on reconnect", "command_id", cmd.ID, "agent_id", cmd.AgentID, "err", err)
 	}
 	return nil
 }

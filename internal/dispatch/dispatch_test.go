@@ -109,7 +109,7 @@ func TestCommandRoundTrip(t *testing.T) {
 	id, cred := f.env.NewAgent(t, "a")
 	a := f.env.Connect(t, cred)
 
-	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "echo", Args: []string{"hi"}, Timeout: 5 * time.Second, RequestedBy: "op"})
+	cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "echo", Args: []string{"hi"}, Timeout: 5 * time.Second, RequestedBy: "op"})
 	if !strings.HasPrefix(cmd.ID, "cmd_") || cmd.Status != fleet.StatusDispatched || cmd.Attempts != 1 {
 		t.Fatalf("submitted %+v", cmd)
 	}
@@ -141,7 +141,7 @@ func TestWaitReturnsLiveStateWhenContextEnds(t *testing.T) {
 	f := start(t, dispatch.Config{})
 	id, cred := f.env.NewAgent(t, "a")
 	f.env.Connect(t, cred)
-	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+	cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "sleep"})
 	got, err := f.svc.Wait(ctxT(t, 100*time.Millisecond), cmd.ID)
 	if err != nil || got.Status != fleet.StatusDispatched {
 		t.Fatalf("wait: %+v, %v", got, err)
@@ -158,7 +158,7 @@ func TestWaitEndsWhenTheDrainBegins(t *testing.T) {
 	f := start(t, dispatch.Config{})
 	id, cred := f.env.NewAgent(t, "a")
 	f.env.Connect(t, cred)
-	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+	cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "sleep"})
 	notice := drain.New()
 	time.AfterFunc(50*time.Millisecond, func() { notice.Begin("test") })
 	began := time.Now()
@@ -184,14 +184,14 @@ func TestSubmitRejects(t *testing.T) {
 		req  dispatch.Request
 		want error
 	}{
-		{"offline", dispatch.Request{ClientID: offline, Command: "ls"}, fleet.ErrAgentOffline},
-		{"unknown", dispatch.Request{ClientID: "agt_nope", Command: "ls"}, fleet.ErrUnknownAgent},
-		{"revoked", dispatch.Request{ClientID: revoked, Command: "ls", QueueIfOffline: true}, fleet.ErrAgentRevoked},
-		{"empty command", dispatch.Request{ClientID: offline, Command: " "}, dispatch.ErrInvalidRequest},
-		{"NUL byte", dispatch.Request{ClientID: offline, Command: "ls", Args: []string{"a\x00b"}}, dispatch.ErrInvalidRequest},
-		{"too many args", dispatch.Request{ClientID: offline, Command: "ls", Args: make([]string, 300)}, dispatch.ErrInvalidRequest},
-		{"args too large", dispatch.Request{ClientID: offline, Command: "ls", Args: []string{strings.Repeat("a", 70<<10)}}, dispatch.ErrInvalidRequest},
-		{"timeout too long", dispatch.Request{ClientID: offline, Command: "ls", Timeout: 2 * time.Hour}, dispatch.ErrInvalidRequest},
+		{"offline", dispatch.Request{AgentID: offline, Command: "ls"}, fleet.ErrAgentOffline},
+		{"unknown", dispatch.Request{AgentID: "agt_nope", Command: "ls"}, fleet.ErrUnknownAgent},
+		{"revoked", dispatch.Request{AgentID: revoked, Command: "ls", QueueIfOffline: true}, fleet.ErrAgentRevoked},
+		{"empty command", dispatch.Request{AgentID: offline, Command: " "}, dispatch.ErrInvalidRequest},
+		{"NUL byte", dispatch.Request{AgentID: offline, Command: "ls", Args: []string{"a\x00b"}}, dispatch.ErrInvalidRequest},
+		{"too many args", dispatch.Request{AgentID: offline, Command: "ls", Args: make([]string, 300)}, dispatch.ErrInvalidRequest},
+		{"args too large", dispatch.Request{AgentID: offline, Command: "ls", Args: []string{strings.Repeat("a", 70<<10)}}, dispatch.ErrInvalidRequest},
+		{"timeout too long", dispatch.Request{AgentID: offline, Command: "ls", Timeout: 2 * time.Hour}, dispatch.ErrInvalidRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := f.svc.Submit(ctx, tc.req); !errors.Is(err, tc.want) {
@@ -207,7 +207,7 @@ func TestSubmitRejects(t *testing.T) {
 func TestQueuedCommandDeliveredOnConnect(t *testing.T) {
 	f := start(t, dispatch.Config{})
 	id, cred := f.env.NewAgent(t, "a")
-	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "uptime", QueueIfOffline: true, TTL: time.Minute})
+	cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "uptime", QueueIfOffline: true, TTL: time.Minute})
 	if cmd.Status != fleet.StatusQueued || cmd.ExpiresAt.IsZero() {
 		t.Fatalf("submitted %+v", cmd)
 	}
@@ -226,7 +226,7 @@ func TestQueuedCommandDeliveredOnConnect(t *testing.T) {
 func TestQueuedCommandExpires(t *testing.T) {
 	f := start(t, dispatch.Config{})
 	id, _ := f.env.NewAgent(t, "a")
-	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "uptime", QueueIfOffline: true, TTL: 100 * time.Millisecond})
+	cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "uptime", QueueIfOffline: true, TTL: 100 * time.Millisecond})
 	got := f.wait(t, cmd.ID)
 	if got.Status != fleet.StatusExpired || got.Error == "" {
 		t.Fatalf("finished %+v", got)
@@ -237,8 +237,8 @@ func TestRedeliveryOnReconnect(t *testing.T) {
 	f := start(t, dispatch.Config{})
 	id, cred := f.env.NewAgent(t, "a")
 	a := f.env.Connect(t, cred)
-	first := f.submit(t, dispatch.Request{ClientID: id, Command: "a"})
-	second := f.submit(t, dispatch.Request{ClientID: id, Command: "b"})
+	first := f.submit(t, dispatch.Request{AgentID: id, Command: "a"})
+	second := f.submit(t, dispatch.Request{AgentID: id, Command: "b"})
 	a.Expect(t, agentproto.TypeCommandRequest, nil)
 	a.Expect(t, agentproto.TypeCommandRequest, nil)
 	_ = a.Conn.CloseNow()
@@ -267,7 +267,7 @@ func TestCancel(t *testing.T) {
 	a := f.env.Connect(t, cred)
 
 	t.Run("running, confirmed by the agent", func(t *testing.T) {
-		cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+		cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "sleep"})
 		a.Expect(t, agentproto.TypeCommandRequest, nil)
 		send(t, a, agentproto.TypeCommandAccepted, "", agentproto.CommandRef{CommandID: cmd.ID})
 		got, err := f.svc.Cancel(ctx, cmd.ID, "op")
@@ -286,7 +286,7 @@ func TestCancel(t *testing.T) {
 		}
 	})
 	t.Run("not confirmed", func(t *testing.T) {
-		cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+		cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "sleep"})
 		a.Expect(t, agentproto.TypeCommandRequest, nil)
 		if _, err := f.svc.Cancel(ctx, cmd.ID, "op"); err != nil {
 			t.Fatal(err)
@@ -306,7 +306,7 @@ func TestCancel(t *testing.T) {
 	})
 	t.Run("queued, then already final", func(t *testing.T) {
 		offline, _ := f.env.NewAgent(t, "offline")
-		cmd := f.submit(t, dispatch.Request{ClientID: offline, Command: "ls", QueueIfOffline: true})
+		cmd := f.submit(t, dispatch.Request{AgentID: offline, Command: "ls", QueueIfOffline: true})
 		got, err := f.svc.Cancel(ctx, cmd.ID, "op")
 		if err != nil || got.Status != fleet.StatusCancelled || !strings.Contains(got.Error, "op") {
 			t.Fatalf("cancel queued: %+v, %v", got, err)
@@ -324,7 +324,7 @@ func TestTimeoutWithoutResult(t *testing.T) {
 	f := start(t, dispatch.Config{ResultGrace: 100 * time.Millisecond})
 	id, cred := f.env.NewAgent(t, "a")
 	a := f.env.Connect(t, cred)
-	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "hang", Timeout: 200 * time.Millisecond})
+	cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "hang", Timeout: 200 * time.Millisecond})
 	a.Expect(t, agentproto.TypeCommandRequest, nil)
 	started := time.Now()
 	got := f.wait(t, cmd.ID)
@@ -345,7 +345,7 @@ func TestResultStoredOnceAckedTwice(t *testing.T) {
 	f := start(t, dispatch.Config{})
 	id, cred := f.env.NewAgent(t, "a")
 	a := f.env.Connect(t, cred)
-	cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "false"})
+	cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "false"})
 	a.Expect(t, agentproto.TypeCommandRequest, nil)
 	results := []agentproto.CommandResult{
 		{CommandID: cmd.ID, Status: agentproto.ResultFailed, ExitCode: 1, Stderr: "boom"},
@@ -371,7 +371,7 @@ func TestResultMapping(t *testing.T) {
 	a := f.env.Connect(t, cred)
 	run := func(t *testing.T, r agentproto.CommandResult) fleet.Command {
 		t.Helper()
-		cmd := f.submit(t, dispatch.Request{ClientID: id, Command: "x"})
+		cmd := f.submit(t, dispatch.Request{AgentID: id, Command: "x"})
 		a.Expect(t, agentproto.TypeCommandRequest, nil)
 		r.CommandID = cmd.ID
 		send(t, a, agentproto.TypeCommandResult, "", r)
@@ -403,7 +403,7 @@ func TestResultForAnotherAgentsCommandIgnored(t *testing.T) {
 	_, otherCred := f.env.NewAgent(t, "other")
 	o := f.env.Connect(t, ownerCred)
 	other := f.env.Connect(t, otherCred)
-	cmd := f.submit(t, dispatch.Request{ClientID: owner, Command: "x"})
+	cmd := f.submit(t, dispatch.Request{AgentID: owner, Command: "x"})
 	o.Expect(t, agentproto.TypeCommandRequest, nil)
 	send(t, other, agentproto.TypeCommandResult, "", agentproto.CommandResult{CommandID: cmd.ID, Status: agentproto.ResultCompleted})
 	other.Expect(t, agentproto.TypeResultAck, nil)
@@ -418,7 +418,7 @@ func TestRecoverTimesOutCommandsLeftByACrash(t *testing.T) {
 	ctx := context.Background()
 	id, _ := env.NewAgent(t, "a")
 	now := time.Now().UTC()
-	left := fleet.Command{ID: "cmd_crashed", ClientID: id, Command: "x", Timeout: 100 * time.Millisecond,
+	left := fleet.Command{ID: "cmd_crashed", AgentID: id, Command: "x", Timeout: 100 * time.Millisecond,
 		Status: fleet.StatusPending, CreatedAt: now}
 	if err := env.Store.CreateCommand(ctx, left); err != nil {
 		t.Fatal(err)
@@ -443,7 +443,7 @@ func TestRecoverTimesOutCommandsLeftByACrash(t *testing.T) {
 // running submits a command to the connected agent a and has it accept it.
 func (f *fixture) running(t *testing.T, a *hubtest.Agent, agentID string) fleet.Command {
 	t.Helper()
-	cmd := f.submit(t, dispatch.Request{ClientID: agentID, Command: "sleep", Timeout: time.Minute})
+	cmd := f.submit(t, dispatch.Request{AgentID: agentID, Command: "sleep", Timeout: time.Minute})
 	a.Expect(t, agentproto.TypeCommandRequest, nil)
 	send(t, a, agentproto.TypeCommandAccepted, "", agentproto.CommandRef{CommandID: cmd.ID})
 	hubtest.Eventually(t, 5*time.Second, "running", func() bool {
@@ -482,7 +482,7 @@ func TestCancelSurvivesRestart(t *testing.T) {
 	}
 	expectCancel(t, a, cmd.ID)
 	// A second one, delivered but never acknowledged.
-	unacked := f.submit(t, dispatch.Request{ClientID: id, Command: "sleep"})
+	unacked := f.submit(t, dispatch.Request{AgentID: id, Command: "sleep"})
 	a.Expect(t, agentproto.TypeCommandRequest, nil)
 	if _, err := f.svc.Cancel(context.Background(), unacked.ID, "op"); err != nil {
 		t.Fatal(err)

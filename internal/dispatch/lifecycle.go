@@ -66,14 +66,14 @@ func (s *Service) Cancel(ctx context.Context, id, by string) (fleet.Command, err
 		return cmd, fmt.Errorf("dispatch: cancel %s: %w", id, err)
 	}
 	reason := "cancelled by " + by
-	sendErr := s.send(cmd.ClientID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: id})
+	sendErr := s.send(cmd.AgentID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: id})
 	switch {
 	case cmd.Status == fleet.StatusQueued || cmd.Status == fleet.StatusPending:
 	case sendErr != nil:
 		reason += " while the agent was offline"
 	default:
-		s.requestCancel(id, cmd.ClientID, now.Add(s.cfg.CancelGrace))
-		s.log.Info("command cancel requested", "command_id", id, "agent_id", cmd.ClientID, "by", by)
+		s.requestCancel(id, cmd.AgentID, now.Add(s.cfg.CancelGrace))
+		s.log.Info("command cancel requested", "command_id", id, "agent_id", cmd.AgentID, "by", by)
 		return s.command(ctx, id)
 	}
 	err = s.finish(ctx, cmd, fleet.CommandResult{Status: fleet.StatusCancelled, Error: reason, At: now})
@@ -120,7 +120,7 @@ func (s *Service) finish(ctx context.Context, cmd fleet.Command, r fleet.Command
 	if err != nil {
 		return err
 	}
-	s.finished(cmd.ID, cmd.ClientID, r.Status, r.Error)
+	s.finished(cmd.ID, cmd.AgentID, r.Status, r.Error)
 	return nil
 }
 

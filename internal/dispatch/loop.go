@@ -30,11 +30,11 @@ func (s *Service) Recover(ctx context.Context) error {
 			if since.IsZero() {
 				since = cmd.CreatedAt
 			}
-			s.track(cmd.ID, cmd.ClientID, since.Add(cmd.Timeout+s.cfg.ResultGrace))
+			s.track(cmd.ID, cmd.AgentID, since.Add(cmd.Timeout+s.cfg.ResultGrace))
 			inFlight++
 		}
 		if !cmd.CancelRequestedAt.IsZero() {
-			s.requestCancel(cmd.ID, cmd.ClientID, later(now, cmd.CancelRequestedAt.Add(s.cfg.CancelGrace)))
+			s.requestCancel(cmd.ID, cmd.AgentID, later(now, cmd.CancelRequestedAt.Add(s.cfg.CancelGrace)))
 			cancelling++
 		}
 	}
@@ -88,7 +88,7 @@ func (s *Service) expireQueued(ctx context.Context, now time.Time) {
 		if reason == "" {
 			reason = "expired before the agent connected"
 		}
-		s.finished(cmd.ID, cmd.ClientID, fleet.StatusExpired, reason)
+		s.finished(cmd.ID, cmd.AgentID, fleet.StatusExpired, reason)
 	}
 }
 
@@ -102,7 +102,7 @@ func (s *Service) finishOverdue(ctx context.Context, now time.Time) {
 	var due []overdue
 	s.mu.Lock()
 	for id, t := range s.live {
-		cmd := fleet.Command{ID: id, ClientID: t.agentID}
+		cmd := fleet.Command{ID: id, AgentID: t.agentID}
 		switch {
 		case !t.cancelBy.IsZero() && now.After(t.cancelBy):
 			due = append(due, overdue{cmd, fleet.CommandResult{Status: fleet.StatusCancelled, Error: "cancel not confirmed by agent"}})
@@ -121,7 +121,7 @@ func (s *Service) finishOverdue(ctx context.Context, now time.Time) {
 				s.log.Error("finishing an overdue command failed", "command_id", d.cmd.ID, "err", err)
 			}
 		default:
-			_ = s.send(d.cmd.ClientID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: d.cmd.ID})
+			_ = s.send(d.cmd.AgentID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: d.cmd.ID})
 		}
 	}
 }

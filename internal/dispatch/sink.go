@@ -105,7 +105,7 @@ func (s *Service) Result(ctx context.Context, agentID string, res agentproto.Com
 	if err != nil {
 		return err
 	}
-	if cmd.ClientID != agentID {
+	if cmd.AgentID != agentID {
 		s.log.Warn("agent reported a result for another agent's command", "agent_id", agentID, "command_id", res.CommandID)
 		return ErrUnknownCommand
 	}
@@ -124,7 +124,7 @@ func (s *Service) owns(ctx context.Context, agentID, commandID string) bool {
 		return owner == agentID
 	}
 	cmd, err := s.store.Command(ctx, commandID)
-	return err == nil && cmd.ClientID == agentID
+	return err == nil && cmd.AgentID == agentID
 }
 
 // mapResult turns an agent's report into a stored result, bounding the

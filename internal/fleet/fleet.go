@@ -100,12 +100,12 @@ func (s CommandStatus) Terminal() bool {
 
 // Command is a request to run argv on one agent, and its outcome.
 type Command struct {
-	ID       string        `json:"id"`
-	ClientID string        `json:"client_id"`
-	Command  string        `json:"command"`
-	Args     []string      `json:"args"`
-	Timeout  time.Duration `json:"-"`
-	Status   CommandStatus `json:"status"`
+	ID      string        `json:"id"`
+	AgentID string        `json:"client_id"`
+	Command string        `json:"command"`
+	Args    []string      `json:"args"`
+	Timeout time.Duration `json:"-"`
+	Status  CommandStatus `json:"status"`
 	// RequestedBy names the operator (token name, or "loopback").
 	RequestedBy string `json:"requested_by"`
 	// BatchID groups commands sent to many agents at once ("" if none).
@@ -130,11 +130,11 @@ type Command struct {
 }
 
 // CommandRequest asks for Command with Args (argv, no shell) to run on
-// the agent ClientID.
+// the agent AgentID.
 type CommandRequest struct {
-	ClientID string
-	Command  string
-	Args     []string
+	AgentID string
+	Command string
+	Args    []string
 	// Timeout bounds the run on the agent (0: the dispatcher's default).
 	Timeout time.Duration
 	// QueueIfOffline queues the command for an offline agent instead of

@@ -16,7 +16,7 @@ func BenchmarkCreateAndFinishCommand(b *testing.B) {
 	for b.Loop() {
 		id := fmt.Sprintf("c%d", i)
 		i++
-		c := fleet.Command{ID: id, ClientID: "a1", Command: "uptime", Args: []string{"-p"},
+		c := fleet.Command{ID: id, AgentID: "a1", Command: "uptime", Args: []string{"-p"},
 			Status: fleet.StatusPending, CreatedAt: at(0)}
 		if err := s.CreateCommand(ctx, c); err != nil {
 			b.Fatal(err)

@@ -29,7 +29,7 @@ const commandColumns = `id, client_id, command, args, timeout_ms, status, reques
 func scanCommand(sc scanner) (fleet.Command, error) {
 	var c fleet.Command
 	var timeoutMS int64
-	err := sc.Scan(&c.ID, &c.ClientID, &c.Command, jsonDest{&c.Args}, &timeoutMS, &c.Status,
+	err := sc.Scan(&c.ID, &c.AgentID, &c.Command, jsonDest{&c.Args}, &timeoutMS, &c.Status,
 		&c.RequestedBy, &c.BatchID, timeDest{&c.ExpiresAt}, timeDest{&c.CreatedAt},
 		timeDest{&c.DispatchedAt}, timeDest{&c.FinishedAt}, &c.Attempts, &c.ExitCode,
 		&c.Stdout, &c.Stderr, &c.Truncated, &c.Error, timeDest{&c.CancelRequestedAt}, &c.CancelRequestedBy)
@@ -44,7 +44,7 @@ func (s *Store) CreateCommand(ctx context.Context, c fleet.Command) error {
 	if err == nil {
 		_, err = s.writer.ExecContext(ctx, `INSERT INTO commands (`+commandColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.ID, c.ClientID, c.Command, args, c.Timeout.Milliseconds(), c.Status, c.RequestedBy,
+			c.ID, c.AgentID, c.Command, args, c.Timeout.Milliseconds(), c.Status, c.RequestedBy,
 			c.BatchID, encodeTime(c.ExpiresAt), encodeTime(c.CreatedAt), encodeTime(c.DispatchedAt),
 			encodeTime(c.FinishedAt), c.Attempts, c.ExitCode, c.Stdout, c.Stderr, c.Truncated, c.Error,
 			encodeTime(c.CancelRequestedAt), c.CancelRequestedBy)

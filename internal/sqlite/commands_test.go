@@ -15,7 +15,7 @@ import (
 
 // newCommand returns a pending command created at at(created).
 func newCommand(id, client string, created time.Duration) fleet.Command {
-	return fleet.Command{ID: id, ClientID: client, Command: "uptime", Args: []string{},
+	return fleet.Command{ID: id, AgentID: client, Command: "uptime", Args: []string{},
 		Status: fleet.StatusPending, CreatedAt: at(created)}
 }
 
@@ -43,7 +43,7 @@ func TestCommandRoundTrip(t *testing.T) {
 	s := openStore(t)
 	code := 3
 	c := fleet.Command{
-		ID: "c1", ClientID: "a1", Command: "systemctl", Args: []string{"restart", "nginx"},
+		ID: "c1", AgentID: "a1", Command: "systemctl", Args: []string{"restart", "nginx"},
 		Timeout: 90 * time.Second, Status: fleet.StatusFailed, RequestedBy: "alice", BatchID: "b1",
 		ExpiresAt: at(time.Hour), CreatedAt: at(0), DispatchedAt: at(time.Second), FinishedAt: at(2 * time.Second),
 		Attempts: 2, ExitCode: &code, Stdout: "out\x00bin", Stderr: "err ✓", Truncated: true, Error: "exit status 3",
@@ -53,7 +53,7 @@ func TestCommandRoundTrip(t *testing.T) {
 	checkCommand(t, s, c)
 	wantErr(t, "duplicate CreateCommand", s.CreateCommand(t.Context(), c), fleet.ErrConflict)
 
-	bare := fleet.Command{ID: "c2", ClientID: "a1", Command: "true", Status: fleet.StatusQueued}
+	bare := fleet.Command{ID: "c2", AgentID: "a1", Command: "true", Status: fleet.StatusQueued}
 	createCommands(t, s, bare)
 	bare.Args = []string{}
 	checkCommand(t, s, bare)

@@ -275,7 +275,7 @@ func TestConcurrentWriteLoad(t *testing.T) {
 		wg.Go(func() {
 			for i := range perWriter {
 				id := fmt.Sprintf("c-%d-%d", w, i)
-				c := fleet.Command{ID: id, ClientID: "a", Command: "true", Status: fleet.StatusPending, CreatedAt: at(0)}
+				c := fleet.Command{ID: id, AgentID: "a", Command: "true", Status: fleet.StatusPending, CreatedAt: at(0)}
 				if err := s.CreateCommand(ctx, c); err != nil {
 					errs <- err
 					return
