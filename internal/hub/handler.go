@@ -40,7 +40,8 @@ func (h *Hub) Handler() http.Handler {
 
 func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if h.isDraining() {
-		w.Header().Set("Retry-After", "5")
+		// Draining is a stop or a restart: agents should come back soon.
+		w.Header().Set("Retry-After", "1")
 		httpjson.Write(w, http.StatusServiceUnavailable, "shutting_down", "server shutting down; reconnect later")
 		return
 	}

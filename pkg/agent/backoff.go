@@ -16,6 +16,12 @@ import (
 // back, so come back soon.
 const cleanCloseWindow = time.Second
 
+// cleanCloseRetries is how many failures to connect after a clean close
+// still wait at most cleanCloseWindow: the server said it is coming back,
+// and a restart can take longer than one short wait (about 10 s of
+// retries on average). Past them the plain backoff takes over.
+const cleanCloseRetries = 20
+
 // backoff computes reconnect delays: exponential growth from min to max with
 // full jitter, i.e. the n-th consecutive retry (from 0) waits a uniform
 // time in [0, min(max, min*2^n)]. It is not safe for concurrent use.
@@ -25,6 +31,9 @@ type backoff struct {
 	// retry to count from 0 again (clean closes reset the count anyway).
 	stableAfter time.Duration
 	attempt     int
+	// soon counts the failures to connect left that still wait at most
+	// cleanCloseWindow since the last clean close.
+	soon int
 	// randN returns a uniform value in [0, n); nil means rand.Int64N.
 	randN func(n int64) int64
 }
@@ -36,8 +45,8 @@ type backoff struct {
 //   - a Retry-After hint (429, 503) is waited, plus jitter (nextAtLeast);
 //   - a clean close (1001, 1012) resets the count and waits a uniform time
 //     in [0, min(min, cleanCloseWindow)], however long the connection
-//     lasted; that wait is not counted, so a failure to connect right
-//     after it (the server is still restarting) waits from min again;
+//     lasted; so do up to cleanCloseRetries failures to connect after it
+//     (the server is still restarting), without counting them;
 //   - 4001 (replaced) waits in [max/2, max];
 //   - 1013, and 429 or 503 without a hint, wait at least min;
 //   - anything else (a failure to connect, another close code) waits the
@@ -56,13 +65,18 @@ func (b *backoff) delay(lasted time.Duration, err error) time.Duration {
 		return b.nextAtLeast(se.RetryAfter)
 	case code == agentproto.CloseGoingAway, code == int(websocket.StatusServiceRestart):
 		b.reset()
+		b.soon = cleanCloseRetries
 		return b.uniform(min(b.min, cleanCloseWindow))
 	case code == agentproto.CloseReplaced:
 		return b.longest()
 	case code == agentproto.CloseTryAgainLater,
 		isServerErr && (se.StatusCode == http.StatusTooManyRequests || se.StatusCode == http.StatusServiceUnavailable):
 		return max(b.next(), b.min)
+	case lasted == 0 && code < 0 && !isServerErr && b.soon > 0: // still not listening
+		b.soon--
+		return b.uniform(min(b.min, cleanCloseWindow))
 	}
+	b.soon = 0
 	return b.next()
 }
 

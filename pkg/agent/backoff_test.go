@@ -124,8 +124,8 @@ func TestBackoffDecision(t *testing.T) {
 }
 
 // TestBackoffAfterCleanClose follows a server restart: a clean close, then
-// failures to connect while the server is down, which grow from the
-// minimum again.
+// failures to connect while the server is down, which keep waiting at most
+// 1 s for cleanCloseRetries attempts and then grow from the minimum.
 func TestBackoffAfterCleanClose(t *testing.T) {
 	b := backoff{min: time.Second, max: 30 * time.Second, stableAfter: 30 * time.Second, attempt: 7,
 		randN: func(n int64) int64 { return n - 1 }}
@@ -136,12 +136,27 @@ func TestBackoffAfterCleanClose(t *testing.T) {
 		want   time.Duration
 	}{
 		{5 * time.Second, closeErr(agentproto.CloseGoingAway), time.Second},
+	}
+	for range cleanCloseRetries {
+		steps = append(steps, struct {
+			lasted time.Duration
+			err    error
+			want   time.Duration
+		}{0, refused, time.Second})
+	}
+	steps = append(steps, []struct {
+		lasted time.Duration
+		err    error
+		want   time.Duration
+	}{
 		{0, refused, time.Second},
 		{0, refused, 2 * time.Second},
 		{0, refused, 4 * time.Second},
 		{time.Second, closeErr(agentproto.CloseGoingAway), time.Second},
 		{0, refused, time.Second},
-	}
+		{2 * time.Second, closeErr(agentproto.CloseInternal), time.Second},
+		{0, refused, 2 * time.Second}, // another close ends the quick retries
+	}...)
 	for i, s := range steps {
 		if d := b.delay(s.lasted, s.err); d != s.want {
 			t.Errorf("step %d (%v): delay %s, want %s", i, s.err, d, s.want)
