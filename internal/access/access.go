@@ -10,12 +10,12 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/origin"
 )
 
 // Role is what an operator may do. Roles are ordered: each includes the
@@ -108,7 +108,7 @@ func Identify(r *http.Request, tokens Tokens) (Principal, error) {
 	if err != nil {
 		return Principal{}, fleet.Errorf(fleet.CodeUnavailable, "cannot check operator tokens")
 	}
-	if !configured && isLoopback(source) && LoopbackHost(r.Host) {
+	if !configured && isLoopback(source) && origin.LoopbackHost(r.Host) {
 		return Principal{Name: "loopback", Role: RoleAdmin, Source: source}, nil
 	}
 	msg := "missing bearer token: send Authorization: Bearer <token>"
@@ -154,17 +154,6 @@ func PeerIP(r *http.Request) string {
 func isLoopback(ip string) bool {
 	parsed := net.ParseIP(ip)
 	return parsed != nil && parsed.IsLoopback()
-}
-
-// LoopbackHost reports whether a Host header (with or without a port)
-// names this machine's loopback interface: "localhost", a name under
-// ".localhost", or a loopback IP address.
-func LoopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
-	return host == "localhost" || strings.HasSuffix(host, ".localhost") || isLoopback(host)
 }
 
 // DefaultOperatorCommands are the executables an operator may run by

@@ -4,7 +4,15 @@
 //
 // Errors use the project's envelope {"error":{"code","message"}}. With a
 // token configured, every request except GET /api/admin/v1/health needs
-// "Authorization: Bearer <token>" (the scheme in any case).
+// "Authorization: Bearer <token>" (the scheme in any case). A
+// state-changing request (the actions) is refused when a browser page of
+// another origin sends it (403 origin_not_allowed), when it carries
+// neither "Content-Type: application/json" nor a bearer token (415
+// unsupported_media_type: a simple cross-site request cannot carry
+// either), and acts only once its whole body has arrived (413
+// body_too_large beyond [MaxBodyBytes], 400 incomplete_body, 408
+// request_timeout). The Host allow-list is the runtime's, in front of
+// this handler.
 package adminapi
 
 import (
@@ -21,6 +29,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/pluginstate"
 	"github.com/home-console/client-manager/internal/ratelimit"
 )
@@ -58,6 +67,12 @@ type Config struct {
 	// speed. Callers with the right token are never limited.
 	FailureRate  float64
 	FailureBurst int
+	// Origins are the browser origins, besides the addressed host's own,
+	// allowed to send state-changing requests.
+	Origins origin.Policy
+	// BodyTimeout bounds receiving a state-changing request's body
+	// (default [DefaultBodyTimeout]).
+	BodyTimeout time.Duration
 }
 
 // server holds the handlers' dependencies.
@@ -81,9 +96,10 @@ func New(plugins Plugins, cfg Config, log *slog.Logger) http.Handler {
 	authed := api.Group("", s.authenticate)
 	authed.GET("/plugins", s.list)
 	authed.GET("/plugins/:name", s.get)
-	authed.POST("/plugins/:name/start", s.action("start", start))
-	authed.POST("/plugins/:name/stop", s.action("stop", stop))
-	authed.POST("/plugins/:name/restart", s.action("restart", restart))
+	acts := authed.Group("", s.guards()...)
+	acts.POST("/plugins/:name/start", s.action("start", start))
+	acts.POST("/plugins/:name/stop", s.action("stop", stop))
+	acts.POST("/plugins/:name/restart", s.action("restart", restart))
 	return r
 }
 

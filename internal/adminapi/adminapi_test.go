@@ -86,6 +86,9 @@ func callAuth(t *testing.T, srv *httptest.Server, method, path, auth string) (in
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	res, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)

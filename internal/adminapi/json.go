@@ -43,24 +43,29 @@ type exitJSON struct {
 	Time         string  `json:"time"`
 }
 
+// healthJSON is the plugin's health: its last Health answer, and how its
+// latest calls failed.
 type healthJSON struct {
-	Ready   bool              `json:"ready"`
-	Status  string            `json:"status"`
-	Details map[string]string `json:"details"`
+	Ready               bool              `json:"ready"`
+	Status              string            `json:"status"`
+	Details             map[string]string `json:"details"`
+	LastError           string            `json:"last_error"`
+	ConsecutiveFailures int               `json:"consecutive_failures"`
 }
 
 func toJSON(s pluginstate.Snapshot, now time.Time) pluginJSON {
 	p := pluginJSON{
-		Name:         s.Name,
-		Version:      s.Version,
-		Description:  s.Description,
-		State:        s.State,
-		Reason:       s.Reason,
-		PID:          s.PID,
-		HTTPAddress:  s.HTTPAddress,
-		Restarts:     s.Restarts,
-		LastError:    s.LastError,
-		Health:       healthJSON{Ready: s.Health.Ready, Status: s.Health.Status, Details: s.Health.Details},
+		Name:        s.Name,
+		Version:     s.Version,
+		Description: s.Description,
+		State:       s.State,
+		Reason:      s.Reason,
+		PID:         s.PID,
+		HTTPAddress: s.HTTPAddress,
+		Restarts:    s.Restarts,
+		LastError:   s.LastError,
+		Health: healthJSON{Ready: s.Health.Ready, Status: s.Health.Status, Details: s.Health.Details,
+			LastError: s.Health.LastError, ConsecutiveFailures: s.Health.ConsecutiveFailures},
 		Dependencies: s.Dependencies,
 		InstanceID:   s.InstanceID,
 		Manifest:     s.ManifestPath,

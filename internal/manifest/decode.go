@@ -21,6 +21,7 @@ type rawManifest struct {
 	Enabled      *bool             `json:"enabled"`
 	Restart      *rawRestart       `json:"restart"`
 	StopTimeout  *string           `json:"stop_timeout"`
+	StartTimeout *string           `json:"start_timeout"`
 	SHA256       string            `json:"sha256"`
 	Mount        *string           `json:"mount"`
 }

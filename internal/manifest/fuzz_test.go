@@ -53,8 +53,8 @@ func checkManifest(t *testing.T, m Manifest) {
 		fail("depends on itself")
 	case m.Restart.InitialBackoff <= 0 || m.Restart.MaxBackoff < m.Restart.InitialBackoff || m.Restart.Window <= 0:
 		fail("bad backoff or window")
-	case m.Restart.MaxRestarts < 0 || m.StopTimeout <= 0:
-		fail("bad restart count or stop timeout")
+	case m.Restart.MaxRestarts < 0 || m.StopTimeout <= 0 || m.StartTimeout <= 0:
+		fail("bad restart count, stop or start timeout")
 	case !slices.Contains([]Policy{PolicyAlways, PolicyOnFailure, PolicyNever}, m.Restart.Policy):
 		fail("bad policy")
 	case m.Mount != "" && !strings.HasPrefix(m.Mount, "/"):

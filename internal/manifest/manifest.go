@@ -64,6 +64,9 @@ type Manifest struct {
 	// StopTimeout bounds a graceful stop before the process group is
 	// signalled.
 	StopTimeout time.Duration
+	// StartTimeout bounds one launch: the handshake, the Start RPC and
+	// readiness.
+	StartTimeout time.Duration
 	// SHA256 is the expected lower-case hex SHA-256 of Command, "" if none.
 	SHA256 string
 	// Mount is the path under which the runtime's own port serves the
@@ -84,6 +87,7 @@ const (
 	DefaultMaxRestarts    = 5
 	DefaultWindow         = 60 * time.Second
 	DefaultStopTimeout    = 10 * time.Second
+	DefaultStartTimeout   = 30 * time.Second
 )
 
 var (
@@ -152,6 +156,9 @@ func (m *Manifest) apply(raw *rawManifest) error {
 		return err
 	}
 	if m.StopTimeout, err = duration("stop_timeout", raw.StopTimeout, DefaultStopTimeout); err != nil {
+		return err
+	}
+	if m.StartTimeout, err = duration("start_timeout", raw.StartTimeout, DefaultStartTimeout); err != nil {
 		return err
 	}
 	if m.SHA256 != "" {

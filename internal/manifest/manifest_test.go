@@ -62,7 +62,7 @@ func TestDiscoverValid(t *testing.T) {
 	root := layout(t,
 		plugin{dir: "a", manifest: ok("a", []string{"b"}, `,"restart":{"policy":"on-failure","max_restarts":0}`)},
 		plugin{dir: "b", manifest: ok("b", nil, `,"sha256":"`+strings.ToUpper(hex.EncodeToString(sum[:]))+`","mount":"/b"`)},
-		plugin{dir: "c", manifest: ok("c", []string{"a", "b"}, `,"enabled":false,"stop_timeout":"3s","env":{"K":"v"}`)},
+		plugin{dir: "c", manifest: ok("c", []string{"a", "b"}, `,"enabled":false,"stop_timeout":"3s","start_timeout":"1500ms","env":{"K":"v"}`)},
 		plugin{dir: "empty-dir-is-ignored", manifest: "", noBinary: true},
 	)
 	if err := os.Remove(filepath.Join(root, "empty-dir-is-ignored", FileName)); err != nil {
@@ -88,8 +88,8 @@ func TestDiscoverValid(t *testing.T) {
 	if a.Manifest.Restart != (Restart{PolicyOnFailure, DefaultInitialBackoff, DefaultMaxBackoff, 0, DefaultWindow}) {
 		t.Errorf("a restart = %+v", a.Manifest.Restart)
 	}
-	if a.Manifest.StopTimeout != DefaultStopTimeout || !a.Manifest.Enabled {
-		t.Errorf("a defaults: stop_timeout %s enabled %v", a.Manifest.StopTimeout, a.Manifest.Enabled)
+	if a.Manifest.StopTimeout != DefaultStopTimeout || a.Manifest.StartTimeout != DefaultStartTimeout || !a.Manifest.Enabled {
+		t.Errorf("a defaults: stop_timeout %s start_timeout %s enabled %v", a.Manifest.StopTimeout, a.Manifest.StartTimeout, a.Manifest.Enabled)
 	}
 	if a.Manifest.Command != filepath.Join(root, "a", "bin") {
 		t.Errorf("a command %q", a.Manifest.Command)
@@ -99,8 +99,8 @@ func TestDiscoverValid(t *testing.T) {
 		t.Errorf("b sha256 %q mount %q", b.Manifest.SHA256, b.Manifest.Mount)
 	}
 	c, _ := set.Lookup("c")
-	if c.Manifest.StopTimeout != 3*time.Second || c.Manifest.Env["K"] != "v" {
-		t.Errorf("c stop_timeout %s env %v", c.Manifest.StopTimeout, c.Manifest.Env)
+	if c.Manifest.StopTimeout != 3*time.Second || c.Manifest.StartTimeout != 1500*time.Millisecond || c.Manifest.Env["K"] != "v" {
+		t.Errorf("c stop_timeout %s start_timeout %s env %v", c.Manifest.StopTimeout, c.Manifest.StartTimeout, c.Manifest.Env)
 	}
 }
 
@@ -157,6 +157,10 @@ func TestDiscoverDefects(t *testing.T) {
 			map[string]want{"x": invalid("not a semantic version")}},
 		{"bad duration", one(ok("x", nil, `,"stop_timeout":"10 seconds"`)),
 			map[string]want{"x": invalid(`stop_timeout "10 seconds": not a duration`)}},
+		{"bad start_timeout", one(ok("x", nil, `,"start_timeout":"soon"`)),
+			map[string]want{"x": invalid(`start_timeout "soon": not a duration`)}},
+		{"zero start_timeout", one(ok("x", nil, `,"start_timeout":"0s"`)),
+			map[string]want{"x": invalid(`start_timeout "0s": must be positive`)}},
 		{"bad backoff", one(ok("x", nil, `,"restart":{"initial_backoff":"fast"}`)),
 			map[string]want{"x": invalid(`restart.initial_backoff "fast": not a duration`)}},
 		{"negative duration", one(ok("x", nil, `,"restart":{"window":"-1s"}`)),

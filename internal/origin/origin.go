@@ -1,13 +1,16 @@
-// Package origin decides which web pages may call the client manager from
-// a browser. Browsers send an Origin header with cross-origin requests and
-// with every WebSocket upgrade; agents, curl and other programs send none.
-// A request without Origin, or whose Origin is the host it addressed, is
-// allowed; any other origin must match one of the configured patterns.
-// Refusing the rest stops a web page the operator happens to visit from
-// using the operator's network position (cross-site request forgery).
+// Package origin decides which web pages may call the client manager or
+// the runtime from a browser. Browsers send an Origin header with
+// cross-origin requests and with every WebSocket upgrade; agents, curl
+// and other programs send none. A request without Origin, or whose Origin
+// is the host it addressed, is allowed; any other origin must match one
+// of the configured patterns ([Policy]). Refusing the rest stops a web
+// page the operator happens to visit from using the operator's network
+// position (cross-site request forgery). [Hosts] refuses requests
+// addressed to a name the server does not answer to (DNS rebinding).
 package origin
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -23,6 +26,9 @@ import (
 // the WebSocket library.
 type Policy struct {
 	patterns []string
+	// setting names the variable listing allowed origins in refusals;
+	// "" means CLIENT_MANAGER_ALLOWED_ORIGINS.
+	setting string
 }
 
 // New returns a Policy allowing the origins matched by patterns: shell
@@ -42,6 +48,14 @@ func New(patterns []string) (Policy, error) {
 		p.patterns = append(p.patterns, pat)
 	}
 	return p, nil
+}
+
+// WithSetting returns p whose refusals tell the caller to list the page's
+// origin in the configuration variable setting (by default
+// CLIENT_MANAGER_ALLOWED_ORIGINS).
+func (p Policy) WithSetting(setting string) Policy {
+	p.setting = setting
+	return p
 }
 
 // Patterns returns the allowed patterns.
@@ -81,13 +95,18 @@ func (p Policy) Check(w http.ResponseWriter, r *http.Request) bool {
 	if p.Allowed(r) {
 		return true
 	}
-	httpjson.Write(w, http.StatusForbidden, Code, Message)
+	msg := refusal + cmp.Or(p.setting, defaultSetting) + " to allow it"
+	httpjson.Write(w, http.StatusForbidden, Code, msg)
 	return false
 }
 
 // Code is the error code of a refusal.
 const Code = "origin_not_allowed"
 
-// Message explains a refusal to the caller.
-const Message = "cross-origin requests from web pages are not allowed; " +
-	"list the page's origin in CLIENT_MANAGER_ALLOWED_ORIGINS to allow it"
+// Message explains a refusal to the caller of the client manager.
+const Message = refusal + defaultSetting + " to allow it"
+
+const (
+	refusal        = "cross-origin requests from web pages are not allowed; list the page's origin in "
+	defaultSetting = "CLIENT_MANAGER_ALLOWED_ORIGINS"
+)

@@ -70,11 +70,20 @@ func (e *Exit) String() string {
 	return fmt.Sprintf("exited with code %d", e.Code)
 }
 
-// Health is the last answer of the plugin's Health RPC.
+// Health is what the plugin's Health RPC last said, and how its latest
+// calls failed.
 type Health struct {
+	// Ready, Status and Details are the last answer; Ready is false from
+	// the first failed call on, until a call succeeds again.
 	Ready   bool
 	Status  string
 	Details map[string]string
+	// LastError is the error of the latest failed call to this process,
+	// "" if none failed.
+	LastError string
+	// ConsecutiveFailures counts the calls failed since the last that
+	// succeeded.
+	ConsecutiveFailures int
 }
 
 // Snapshot is a consistent copy of a plugin's supervision state.

@@ -21,6 +21,7 @@ import (
 	"github.com/home-console/client-manager/internal/atomicfile"
 	"github.com/home-console/client-manager/internal/dirlock"
 	"github.com/home-console/client-manager/internal/manifest"
+	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/supervisor"
 	"github.com/home-console/client-manager/internal/version"
 )
@@ -51,6 +52,39 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// AdminToken, if not empty, is the bearer token of the admin API.
 	AdminToken string
+	// AllowedHosts are the names, besides loopback ones and Host, that
+	// requests to the port may address (origin.NewHosts patterns); any
+	// other Host is answered 421 (DNS rebinding).
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins, besides the addressed
+	// host's own, allowed to send the admin API state-changing requests
+	// (origin.New patterns).
+	AllowedOrigins []string
+}
+
+// Names of the variables that set the allow-lists, named in refusals.
+const (
+	allowedHostsVar   = "RUNTIME_ALLOWED_HOSTS"
+	allowedOriginsVar = "RUNTIME_ALLOWED_ORIGINS"
+)
+
+// guards are the browser rules of the runtime's port.
+type guards struct {
+	hosts   origin.Hosts
+	origins origin.Policy
+}
+
+// guards returns the allow-lists c configures.
+func (c Config) guards() (guards, error) {
+	hosts, err := origin.NewHosts(c.Host, c.AllowedHosts, allowedHostsVar)
+	if err != nil {
+		return guards{}, fmt.Errorf("%w: %s: %w", ErrConfig, allowedHostsVar, err)
+	}
+	origins, err := origin.New(c.AllowedOrigins)
+	if err != nil {
+		return guards{}, fmt.Errorf("%w: %s: %w", ErrConfig, allowedOriginsVar, err)
+	}
+	return guards{hosts: hosts, origins: origins.WithSetting(allowedOriginsVar)}, nil
 }
 
 // DefaultConfig returns the configuration the runtime runs with when
@@ -80,7 +114,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: RUNTIME_HOST %q is not a loopback address; "+
 			"set RUNTIME_ADMIN_TOKEN to serve the admin API beyond this machine", ErrConfig, c.Host)
 	}
-	return nil
+	_, err := c.guards()
+	return err
 }
 
 func isLoopback(host string) bool {
@@ -124,19 +159,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	report(log, set)
 	group := supervisor.NewGroup(set, supervisor.Options{StateDir: cfg.StateDir}, log)
-	return serve(ctx, cfg, set, group, detach, log)
+	g, err := cfg.guards()
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(cfg.Host); (cfg.Host == "" || ip != nil && ip.IsUnspecified()) && len(cfg.AllowedHosts) == 0 {
+		log.Warn("listening on every address: requests addressed by a name other than localhost are refused (421) "+
+			"unless "+allowedHostsVar+" lists it", "host", cfg.Host)
+	}
+	return serve(ctx, cfg, g, set, group, detach, log)
 }
 
 // serve binds the port, publishes its address and supervises group until
 // the end; see [Run].
-func serve(ctx context.Context, cfg Config, set *manifest.Set, group *supervisor.Group,
+func serve(ctx context.Context, cfg Config, g guards, set *manifest.Set, group *supervisor.Group,
 	detach <-chan os.Signal, log *slog.Logger) error {
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("admin API: cannot listen on %s: %w", addr, err)
 	}
-	srv := newServer(group, set, cfg, log)
+	srv := newServer(group, set, cfg, g, log)
 	addr = ln.Addr().String()
 	addrPath := filepath.Join(cfg.StateDir, AddrFile)
 	if err := atomicfile.Write(addrPath, []byte(addr+"\n"), 0o644); err != nil {

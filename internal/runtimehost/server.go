@@ -15,9 +15,11 @@ import (
 )
 
 // newServer returns the HTTP server of the runtime's port: the plugins'
-// mounts, and the admin API for every other path.
-func newServer(group *supervisor.Group, set *manifest.Set, cfg Config, log *slog.Logger) *http.Server {
-	admin := adminapi.New(group, adminapi.Config{Token: cfg.AdminToken, Version: version.Get().Version, StartedAt: time.Now()}, log)
+// mounts, and the admin API for every other path, all behind the Host
+// allow-list.
+func newServer(group *supervisor.Group, set *manifest.Set, cfg Config, g guards, log *slog.Logger) *http.Server {
+	admin := adminapi.New(group, adminapi.Config{Token: cfg.AdminToken, Version: version.Get().Version, StartedAt: time.Now(),
+		Origins: g.origins}, log)
 	var mounts []proxy.Mount
 	for _, e := range set.Entries {
 		if e.Runnable() && e.Manifest.Mount != "" {
@@ -26,7 +28,7 @@ func newServer(group *supervisor.Group, set *manifest.Set, cfg Config, log *slog
 		}
 	}
 	return &http.Server{
-		Handler:           proxy.New(proxy.Config{Mounts: mounts, Resolve: resolver(group), Next: admin, Log: log}),
+		Handler:           g.hosts.Guard(proxy.New(proxy.Config{Mounts: mounts, Resolve: resolver(group), Next: admin, Log: log})),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

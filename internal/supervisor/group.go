@@ -73,29 +73,75 @@ func (g *Group) Run(ctx context.Context) {
 // Wait blocks until every loop started by Run has returned.
 func (g *Group) Wait() { g.wg.Wait() }
 
-// StartAll starts the enabled, valid plugins in dependency order, each
-// once its dependencies run. A plugin whose dependency did not come up
-// stays stopped with the reason as its last error. It returns when every
-// plugin is running or has failed, or ctx ends.
+// StartAll starts the enabled, valid plugins that are stopped, each as
+// soon as its dependencies run: plugins with no dependency path between
+// them start in parallel, so one that hangs delays only its dependents.
+// While a plugin waits it is starting, with a reason naming the
+// dependency; a plugin whose dependency will not come up (it is stopped
+// or failed) stays stopped with the reason as its last error. StartAll
+// returns when every plugin is running or has failed, or ctx ends (the
+// plugins still waiting are then stopped).
 func (g *Group) StartAll(ctx context.Context) {
-	for _, name := range g.order {
+	var wg sync.WaitGroup
+	for _, name := range g.order { // dependencies first: they are held before their dependents look
 		s := g.byName[name]
-		if s.Snapshot().State != pluginstate.StateStopped {
-			continue
-		}
-		if why := s.unmetDependency(); why != "" {
-			s.update(func(sn *pluginstate.Snapshot) { sn.LastError = "not started: " + why })
-			g.log.Warn("plugin not started", "plugin", name, "reason", why)
-			continue
-		}
-		snap, err := s.Start(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil || snap.State != pluginstate.StateRunning {
-			g.log.Error("plugin did not start", "plugin", name, "state", snap.State, "err", err, "last_error", snap.LastError)
+		if s.hold() {
+			wg.Go(func() { g.startWhenReady(ctx, s) })
 		}
 	}
+	wg.Wait()
+}
+
+// startWhenReady waits until every dependency of the held plugin s runs,
+// then starts it.
+func (g *Group) startWhenReady(ctx context.Context, s *Supervisor) {
+	for {
+		dep, st, depChanged := g.pending(s)
+		if dep == "" {
+			break
+		}
+		if st == pluginstate.StateStopped || st == pluginstate.StateFailed || st.Static() {
+			why := "dependency " + dep + " is " + string(st) + ", not running"
+			s.unhold("not started: " + why)
+			g.log.Warn("plugin not started", "plugin", s.Name(), "reason", why)
+			return
+		}
+		changed, ok := s.holdReason("waiting for dependency " + dep + " (" + string(st) + ")")
+		if !ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.unhold("")
+			return
+		case <-depChanged:
+		case <-changed:
+		}
+	}
+	snap, err := s.startHeld(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil || snap.State != pluginstate.StateRunning {
+		g.log.Error("plugin did not start", "plugin", s.Name(), "state", snap.State, "err", err, "last_error", snap.LastError)
+	}
+}
+
+// pending returns the first dependency of s that is not running, its
+// state and a channel closed when that state changes; dep is "" when
+// every dependency runs. A dependency the group does not know is shown
+// as invalid (discovery blocks such a plugin anyway).
+func (g *Group) pending(s *Supervisor) (dep string, st pluginstate.State, changed <-chan struct{}) {
+	for _, d := range s.man.Dependencies {
+		ds, ok := g.byName[d]
+		if !ok {
+			return d, pluginstate.StateInvalid, nil
+		}
+		if st, changed := ds.watchState(); st != pluginstate.StateRunning {
+			return d, st, changed
+		}
+	}
+	return "", "", nil
 }
 
 // Detach makes every supervisor leave its running plugin process running

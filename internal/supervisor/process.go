@@ -72,7 +72,9 @@ func (s *Supervisor) launch(ctx context.Context) (*instance, error) {
 	cfg := pluginproto.NewClientConfig(cmd, newHCLogger(s.log), newLineLogger(s.log, "stdio"))
 	cfg.Stderr = newLineLogger(s.log, "stderr")
 	cfg.SkipHostEnv = true // cmd.Env already holds it, with the manifest's env winning
-	cfg.StartTimeout = s.opts.StartupTimeout
+	// The launch's own deadline (start_timeout) ends the handshake first,
+	// with a clearer message than go-plugin's.
+	cfg.StartTimeout = s.startTimeout() + time.Second
 	inst := &instance{client: plugin.NewClient(cfg), cmd: cmd, kill: kill}
 
 	stop := context.AfterFunc(ctx, kill)
@@ -177,7 +179,7 @@ func (s *Supervisor) begin(ctx context.Context, inst *instance) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not ready within %s: %w", s.opts.StartupTimeout, err)
+			return fmt.Errorf("not ready within %s: %w", s.startTimeout(), err)
 		case <-tick.C:
 		}
 	}
@@ -201,7 +203,7 @@ func (s *Supervisor) readiness(ctx context.Context, inst *instance) error {
 	if err != nil {
 		return err
 	}
-	s.update(func(sn *pluginstate.Snapshot) { sn.Health = pluginstate.Health(h) })
+	s.update(func(sn *pluginstate.Snapshot) { sn.Health = healthOf(h, "") })
 	if !h.Ready {
 		return fmt.Errorf("health not ready (status %q)", h.Status)
 	}

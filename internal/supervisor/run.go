@@ -97,11 +97,11 @@ func (s *Supervisor) runOnce(ctx context.Context) ending {
 }
 
 // startInstance adopts or launches the plugin, connects to it and waits
-// until it is ready, within the startup timeout. On error the returned
+// until it is ready, within the manifest's start_timeout. On error the returned
 // instance, if any, still has to be reaped.
 func (s *Supervisor) startInstance(ctx context.Context) (*instance, error) {
-	actx, cancel := context.WithTimeoutCause(ctx, s.opts.StartupTimeout,
-		fmt.Errorf("startup timeout of %s exceeded", s.opts.StartupTimeout))
+	actx, cancel := context.WithTimeoutCause(ctx, s.startTimeout(),
+		fmt.Errorf("start_timeout of %s exceeded", s.startTimeout()))
 	defer cancel()
 	s.mu.Lock()
 	s.cancelAttempt = cancel

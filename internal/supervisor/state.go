@@ -13,8 +13,21 @@ func (s *Supervisor) update(f func(*pluginstate.Snapshot)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(&s.snap)
+	s.notifyLocked()
+}
+
+// notifyLocked wakes every waiter on the snapshot. The caller holds s.mu.
+func (s *Supervisor) notifyLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// watchState returns the current state and a channel closed at the next
+// change.
+func (s *Supervisor) watchState() (pluginstate.State, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snap.State, s.changed
 }
 
 // setState moves to state st, recording reason.

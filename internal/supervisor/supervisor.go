@@ -32,9 +32,6 @@ import (
 
 // Options tune every supervisor of a runtime. Zero fields take defaults.
 type Options struct {
-	// StartupTimeout bounds one launch: handshake, Start RPC and readiness
-	// (default 30s).
-	StartupTimeout time.Duration
 	// HealthInterval is the period of the Health RPC while running
 	// (default 2s); each call times out after the same period.
 	HealthInterval time.Duration
@@ -50,9 +47,6 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.StartupTimeout <= 0 {
-		o.StartupTimeout = 30 * time.Second
-	}
 	if o.HealthInterval <= 0 {
 		o.HealthInterval = 2 * time.Second
 	}
@@ -63,6 +57,15 @@ func (o Options) withDefaults() Options {
 		o.KillGrace = 2 * time.Second
 	}
 	return o
+}
+
+// startTimeout bounds one launch (handshake, Start RPC and readiness):
+// the manifest's start_timeout, manifest.DefaultStartTimeout if unset.
+func (s *Supervisor) startTimeout() time.Duration {
+	if s.man.StartTimeout > 0 {
+		return s.man.StartTimeout
+	}
+	return manifest.DefaultStartTimeout
 }
 
 // exitPoll is how often a supervisor checks whether its process exited.
@@ -86,6 +89,9 @@ type Supervisor struct {
 	snap          pluginstate.Snapshot
 	changed       chan struct{} // closed and replaced on every update
 	wanted        bool          // an operator wants the plugin running
+	// waiting is set while the group holds the plugin in the starting
+	// state until its dependencies run (see Group.StartAll).
+	waiting       bool
 	stopCtx       context.Context
 	cancelAttempt context.CancelFunc
 	restartTimes  []time.Time // restarts within the policy window
@@ -171,9 +177,13 @@ func (s *Supervisor) Start(ctx context.Context) (pluginstate.Snapshot, error) {
 	if err := s.requestStart(); err != nil {
 		return s.Snapshot(), err
 	}
-	return s.waitFor(ctx, func(st pluginstate.State) bool {
-		return st == pluginstate.StateRunning || st == pluginstate.StateFailed || st == pluginstate.StateStopped
-	})
+	return s.waitFor(ctx, settled)
+}
+
+// settled reports whether a start has come to an outcome: the plugin
+// runs, has failed, or is stopped.
+func settled(st pluginstate.State) bool {
+	return st == pluginstate.StateRunning || st == pluginstate.StateFailed || st == pluginstate.StateStopped
 }
 
 // Stop stops the plugin gracefully and waits until it is stopped: Stop
@@ -212,8 +222,7 @@ func (s *Supervisor) requestStart() error {
 	s.wanted = true
 	s.restartTimes = nil
 	s.snap.State, s.snap.Reason, s.snap.LastError = pluginstate.StateStarting, "", ""
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.notifyLocked()
 	s.wakeRun()
 	return nil
 }
@@ -226,7 +235,7 @@ func (s *Supervisor) requestStop(ctx context.Context) error {
 	if err := s.checkTransition(false, ""); err != nil {
 		return err
 	}
-	s.wanted = false
+	s.wanted, s.waiting = false, false
 	s.stopCtx = ctx
 	if s.cancelAttempt != nil {
 		s.cancelAttempt()
@@ -310,7 +319,7 @@ func (s *Supervisor) Run(ctx context.Context) {
 		}
 		// A stop overtook a start before the start began.
 		s.mu.Lock()
-		pending := s.snap.State == pluginstate.StateStarting
+		pending := s.snap.State == pluginstate.StateStarting && !s.waiting
 		s.mu.Unlock()
 		if pending {
 			s.setState(pluginstate.StateStopped, "")

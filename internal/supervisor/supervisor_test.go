@@ -251,8 +251,10 @@ func TestPolicies(t *testing.T) {
 
 func TestNeverReadyFailsLaunch(t *testing.T) {
 	t.Parallel()
-	e := flaky(t, "never-ready", func(m *manifest.Manifest) { m.Restart.Policy = manifest.PolicyNever })
-	s := run(t, e, Options{StartupTimeout: 700 * time.Millisecond})
+	e := flaky(t, "never-ready", func(m *manifest.Manifest) {
+		m.Restart.Policy, m.StartTimeout = manifest.PolicyNever, 700*time.Millisecond
+	})
+	s := run(t, e, Options{})
 	snap := start(t, s, pluginstate.StateFailed)
 	if !strings.Contains(snap.LastError, "not ready within 700ms") {
 		t.Errorf("last error %q", snap.LastError)

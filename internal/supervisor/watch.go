@@ -58,11 +58,12 @@ func (s *Supervisor) watch(ctx context.Context, inst *instance) ending {
 		case r := <-results:
 			if r.err == nil {
 				failures = 0
-				s.update(func(sn *pluginstate.Snapshot) { sn.Health = pluginstate.Health(r.health) })
+				s.update(func(sn *pluginstate.Snapshot) { sn.Health = healthOf(r.health, sn.Health.LastError) })
 				continue
 			}
 			failures++
 			s.log.Warn("health check failed", "err", r.err, "consecutive", failures)
+			s.update(func(sn *pluginstate.Snapshot) { sn.Health = failedHealth(sn.Health, r.err, failures) })
 			if failures >= s.opts.HealthFailures {
 				inst.kill()
 				return ending{exit: s.reap(inst), err: fmt.Errorf(
@@ -71,6 +72,22 @@ func (s *Supervisor) watch(ctx context.Context, inst *instance) ending {
 		}
 	}
 }
+
+// healthOf is the health a successful call reports; lastError is kept
+// from earlier failures.
+func healthOf(h pluginproto.Health, lastError string) pluginstate.Health {
+	return pluginstate.Health{Ready: h.Ready, Status: h.Status, Details: h.Details, LastError: lastError}
+}
+
+// failedHealth is h after its failures-th consecutive failed call, with
+// err: not ready from the first failure.
+func failedHealth(h pluginstate.Health, err error, failures int) pluginstate.Health {
+	h.Ready, h.Status, h.LastError, h.ConsecutiveFailures = false, healthCheckFailed, err.Error(), failures
+	return h
+}
+
+// healthCheckFailed is the health status shown while calls fail.
+const healthCheckFailed = "health check failed"
 
 // release closes the gRPC connection to a plugin left running, without
 // go-plugin's shutdown: the plugin's log stream to this runtime ends at

@@ -32,6 +32,8 @@ type env struct {
 	LogLevel        string        `envconfig:"LOG_LEVEL" desc:"debug, info, warn or error"`
 	LogFormat       string        `envconfig:"LOG_FORMAT" desc:"text or json (on stderr)"`
 	AdminToken      string        `envconfig:"ADMIN_TOKEN" desc:"bearer token of the admin API"`
+	AllowedHosts    []string      `envconfig:"ALLOWED_HOSTS" desc:"host names the port may be addressed by besides loopback ones and RUNTIME_HOST (others: 421)"`
+	AllowedOrigins  []string      `envconfig:"ALLOWED_ORIGINS" desc:"browser origins allowed to send admin actions besides the port's own"`
 }
 
 // defaults returns the environment's defaults, taken from the packages
@@ -49,6 +51,7 @@ func (e env) config() runtimehost.Config {
 	return runtimehost.Config{
 		Host: e.Host, Port: e.Port, PluginsDir: e.PluginsDir, StateDir: e.StateDir,
 		ShutdownTimeout: e.ShutdownTimeout, AdminToken: e.AdminToken,
+		AllowedHosts: e.AllowedHosts, AllowedOrigins: e.AllowedOrigins,
 	}
 }
 

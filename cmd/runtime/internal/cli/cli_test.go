@@ -46,6 +46,9 @@ func TestMainCommandLine(t *testing.T) {
 		{nil, map[string]string{"RUNTIME_LOG_LEVEL": "loud"}, cmdflags.ExitUsage, nil, []string{"log level"}},
 		{nil, map[string]string{"RUNTIME_HOST": "0.0.0.0"}, cmdflags.ExitUsage, nil, []string{"not a loopback address"}},
 		{nil, map[string]string{"RUNTIME_SHUTDOWN_TIMEOUT": "0s"}, cmdflags.ExitUsage, nil, []string{"RUNTIME_SHUTDOWN_TIMEOUT"}},
+		{nil, map[string]string{"RUNTIME_ALLOWED_HOSTS": "ok.example,[a-"}, cmdflags.ExitUsage, nil, []string{"RUNTIME_ALLOWED_HOSTS", `"[a-"`}},
+		{nil, map[string]string{"RUNTIME_ALLOWED_HOSTS": "http://x.example"}, cmdflags.ExitUsage, nil, []string{"RUNTIME_ALLOWED_HOSTS"}},
+		{nil, map[string]string{"RUNTIME_ALLOWED_ORIGINS": "[a-"}, cmdflags.ExitUsage, nil, []string{"RUNTIME_ALLOWED_ORIGINS"}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.args, tt.env), func(t *testing.T) {

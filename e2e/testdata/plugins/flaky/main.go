@@ -3,6 +3,7 @@
 //
 //	""                   behaves: serves GET /health on 127.0.0.1:0
 //	exit-now             exits with code 3 before serving the plugin contract
+//	hang-before-serve    never completes go-plugin's handshake (sleeps)
 //	crash-after-start    exits with code 2 FLAKY_CRASH_AFTER (default 300ms) after Start
 //	never-ready          Health never reports ready
 //	unhealthy            Health answers ready once, then returns errors
@@ -52,6 +53,9 @@ func main() {
 	fmt.Fprintln(logs, "flaky: starting in mode", strconv.Quote(mode))
 	if mode == "exit-now" {
 		os.Exit(3)
+	}
+	for mode == "hang-before-serve" {
+		time.Sleep(time.Hour)
 	}
 	if mode == "hang-on-stop" {
 		signal.Ignore(syscall.SIGTERM)
