@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"encoding/base64"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // adminCall is a runtime admin API case: auth is the Authorization header
@@ -19,6 +21,37 @@ func adminCall(name, method, path, auth string, status int, code string) badCase
 		s.expect(t, a, status, code)
 		if a.header.Get("X-Content-Type-Options") != "nosniff" || a.header.Get("Cache-Control") != "no-store" {
 			t.Fatalf("admin API answer lacks the security headers: %v", a.header)
+		}
+	}}
+}
+
+// adminAct is an admin API case with the admin token, a body and extra
+// headers (name, value pairs; "Host" sets the addressed host), after
+// which the client manager must run as the same process.
+func adminAct(name, method, path, body string, status int, code string, headers ...string) badCase {
+	return badCase{"admin", name, func(t *testing.T, s *badSuite) {
+		before := s.plugin(t, cm)
+		headers := append([]string{"Authorization", "Bearer " + s.adminToken}, headers...)
+		s.expect(t, send(t, method, s.r.admin+"/api/admin/v1"+path, strings.NewReader(body), headers...), status, code)
+		if after := s.plugin(t, cm); after.PID != before.PID {
+			t.Fatalf("the refused request was carried out: client manager pid %d, was %d", after.PID, before.PID)
+		}
+	}}
+}
+
+// halfSentAction is a restart whose body stops short of its
+// Content-Length: 400 incomplete_body, and the restart does not happen.
+func halfSentAction() badCase {
+	return badCase{"admin", "action body cut short", func(t *testing.T, s *badSuite) {
+		before := s.plugin(t, cm)
+		conn := halfSent(t, s.r, "client_manager", "Authorization: Bearer "+s.adminToken)
+		_ = conn.(*net.TCPConn).CloseWrite()
+		if got := statusLine(conn, 5*time.Second); got != "HTTP/1.1 400 Bad Request" {
+			t.Fatalf("got %q, want 400", got)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if after := s.plugin(t, cm); after.PID != before.PID || after.State != "running" {
+			t.Fatalf("the restart was carried out: client manager %s pid %d, was %d", after.State, after.PID, before.PID)
 		}
 	}}
 }
@@ -49,6 +82,14 @@ func adminCases() []badCase {
 		adminCall("restart an invalid plugin", "POST", "/plugins/m_cycle_a/restart", "Bearer $", 409, "invalid_transition"),
 		adminCall("start a blocked plugin", "POST", "/plugins/m_blocked/start", "Bearer $", 409, "invalid_transition"),
 		adminCall("start a disabled plugin", "POST", "/plugins/m_disabled/start", "Bearer $", 409, "invalid_transition"),
+		adminAct("foreign Host", "GET", "/plugins", "", 421, "misdirected_request", "Host", "evil.example"),
+		adminAct("foreign Host on an action", "POST", "/plugins/client_manager/restart", "", 421, "misdirected_request",
+			"Host", "rebound.evil.example:8000"),
+		adminAct("foreign Origin on an action", "POST", "/plugins/client_manager/restart", "", 403, "origin_not_allowed",
+			"Origin", "http://evil.example", "Content-Type", "text/plain"),
+		adminAct("action with parameters", "POST", "/plugins/client_manager/restart", `{"force":true}`, 400, "invalid_json"),
+		adminAct("65 KiB action body", "POST", "/plugins/client_manager/restart", strings.Repeat(" ", 65<<10), 413, "body_too_large"),
+		halfSentAction(),
 		{"admin", "2 MiB request line", func(t *testing.T, s *badSuite) {
 			a := send(t, "GET", s.r.admin+"/api/admin/v1/plugins/"+strings.Repeat("a", 2<<20), nil, "Authorization", "Bearer "+s.adminToken)
 			if a.status != http.StatusRequestHeaderFieldsTooLarge {

@@ -143,7 +143,8 @@ type answer struct {
 	body   []byte
 }
 
-// send makes one request; headers are name, value pairs.
+// send makes one request; headers are name, value pairs ("Host" sets the
+// Host the request addresses).
 func send(t *testing.T, method, url string, body io.Reader, headers ...string) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
@@ -151,6 +152,10 @@ func send(t *testing.T, method, url string, body io.Reader, headers ...string) a
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1]
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := httpc.Do(req)

@@ -194,7 +194,13 @@ type pluginJSON struct {
 	Restarts    int     `json:"restarts"`
 	LastError   string  `json:"last_error"`
 	InstanceID  string  `json:"instance_id"`
-	LastExit    *struct {
+	Health      struct {
+		Ready               bool   `json:"ready"`
+		Status              string `json:"status"`
+		LastError           string `json:"last_error"`
+		ConsecutiveFailures int    `json:"consecutive_failures"`
+	} `json:"health"`
+	LastExit *struct {
 		Code         int     `json:"code"`
 		Signal       *string `json:"signal"`
 		SignalNumber int     `json:"signal_number"`
@@ -202,11 +208,16 @@ type pluginJSON struct {
 }
 
 // do calls the admin API and decodes the answer into out (if not nil).
+// A POST carries Content-Type: application/json, as the admin API
+// requires of state-changing requests without a token.
 func (r *runtimeProc) do(method, path string, out any) int {
 	r.t.Helper()
 	req, err := http.NewRequest(method, r.admin+path, nil)
 	if err != nil {
 		r.t.Fatal(err)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if r.token != "" {
 		req.Header.Set("Authorization", "Bearer "+r.token)
