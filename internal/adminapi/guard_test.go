@@ -44,7 +44,9 @@ func (r *recorder) act(what string) (pluginstate.Snapshot, error) {
 	return r.snap(), nil
 }
 
-func (r *recorder) Start(context.Context, string) (pluginstate.Snapshot, error) { return r.act("start") }
+func (r *recorder) Start(context.Context, string) (pluginstate.Snapshot, error) {
+	return r.act("start")
+}
 
 func (r *recorder) Stop(context.Context, string) (pluginstate.Snapshot, error) { return r.act("stop") }
 

@@ -157,10 +157,6 @@ func TestDiscoverDefects(t *testing.T) {
 			map[string]want{"x": invalid("not a semantic version")}},
 		{"bad duration", one(ok("x", nil, `,"stop_timeout":"10 seconds"`)),
 			map[string]want{"x": invalid(`stop_timeout "10 seconds": not a duration`)}},
-		{"bad start_timeout", one(ok("x", nil, `,"start_timeout":"soon"`)),
-			map[string]want{"x": invalid(`start_timeout "soon": not a duration`)}},
-		{"zero start_timeout", one(ok("x", nil, `,"start_timeout":"0s"`)),
-			map[string]want{"x": invalid(`start_timeout "0s": must be positive`)}},
 		{"bad backoff", one(ok("x", nil, `,"restart":{"initial_backoff":"fast"}`)),
 			map[string]want{"x": invalid(`restart.initial_backoff "fast": not a duration`)}},
 		{"negative duration", one(ok("x", nil, `,"restart":{"window":"-1s"}`)),
@@ -264,6 +260,24 @@ func TestDiscoverDefects(t *testing.T) {
 				t.Errorf("good missing from start order %v", set.StartOrder())
 			}
 		})
+	}
+}
+
+func TestStartTimeoutIsValidatedLikeStopTimeout(t *testing.T) {
+	for extra, reason := range map[string]string{
+		`,"start_timeout":"soon"`:  `start_timeout "soon": not a duration`,
+		`,"start_timeout":"0s"`:    `start_timeout "0s": must be positive`,
+		`,"start_timeout":"-1s"`:   `start_timeout "-1s": must be positive`,
+		`,"start_timeout":5`:       "start_timeout",
+		`,"start_timeout":"1e99h"`: "not a duration",
+	} {
+		set, err := Discover(layout(t, plugin{dir: "x", manifest: ok("x", nil, extra)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, _ := set.Lookup("x"); e.Status != StatusInvalid || !strings.Contains(e.Reason, reason) {
+			t.Errorf("%s: %s %q, want invalid %q", extra, e.Status, e.Reason, reason)
+		}
 	}
 }
 

@@ -2,11 +2,14 @@
 // hashicorp/go-plugin and keeps them in the state an operator asked for.
 //
 // Each plugin has one [Supervisor]: a goroutine ([Supervisor.Run]) that
-// launches the process, waits until it is ready, watches it (process exit
-// polled every 100 ms, Health RPC every 2 s), restarts it by its manifest's
-// restart policy and stops it gracefully, escalating to signals for the
-// whole process group. A [Group] holds the supervisors of one plugins
-// directory and starts and stops them in dependency order.
+// launches the process, waits until it is ready (within the manifest's
+// start_timeout), watches it (process exit polled every 100 ms, Health RPC
+// every 2 s, not ready from the first failed call), restarts it by its
+// manifest's restart policy and stops it gracefully, escalating to
+// signals for the whole process group. A [Group] holds the supervisors of one plugins
+// directory; it starts each plugin once its dependencies run (plugins
+// without a dependency path between them in parallel) and stops them in
+// reverse dependency order.
 //
 // Starting a plugin is split in two steps: obtaining a connected,
 // described process and bringing the plugin up (Start, readiness). The
@@ -85,10 +88,10 @@ type Supervisor struct {
 	// store keeps the re-attach record; nil without a state directory.
 	store *stateStore
 
-	mu            sync.Mutex
-	snap          pluginstate.Snapshot
-	changed       chan struct{} // closed and replaced on every update
-	wanted        bool          // an operator wants the plugin running
+	mu      sync.Mutex
+	snap    pluginstate.Snapshot
+	changed chan struct{} // closed and replaced on every update
+	wanted  bool          // an operator wants the plugin running
 	// waiting is set while the group holds the plugin in the starting
 	// state until its dependencies run (see Group.StartAll).
 	waiting       bool
