@@ -119,7 +119,9 @@ func call(t *testing.T, method, url, body string) apiAnswer {
 	defer res.Body.Close()
 	var a apiAnswer
 	a.status = res.StatusCode
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	dec := json.NewDecoder(res.Body)
 	var raw json.RawMessage
 	if dec.Decode(&raw) == nil {
