@@ -89,14 +89,17 @@ type Server struct {
 	// Origins lists the browser origins allowed besides same-origin ones
 	// (403 for others); the zero value allows none.
 	Origins origin.Policy
+
+	// audit holds audit outcomes the store refused (see RetryAudit).
+	audit auditBacklog
 }
 
 // Register adds the API's routes to r.
 func (s *Server) Register(r gin.IRouter) {
 	g := r.Group("/api", s.audited, s.authenticate, s.checkOrigin)
-	view := g.Group("", s.require(access.RoleViewer))
-	op := g.Group("", s.require(access.RoleOperator))
-	admin := g.Group("", s.require(access.RoleAdmin))
+	view := g.Group("", s.require(access.RoleViewer), s.beginAudit)
+	op := g.Group("", s.require(access.RoleOperator), s.beginAudit)
+	admin := g.Group("", s.require(access.RoleAdmin), s.beginAudit)
 
 	view.GET("/clients", s.listAgents)
 	view.GET("/clients/:id", s.getAgent)

@@ -34,8 +34,20 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with the store of the API and of dispatch
+// wrapped by wrap (if not nil), e.g. to fail writes; enrollment and the
+// hub use the real store.
+func newFixtureWith(t *testing.T, wrap func(fleet.Store) fleet.Store) *fixture {
+	t.Helper()
 	env := hubtest.Start(t, hub.Config{})
-	d := dispatch.New(env.Store, env.Hub, env.Bus, env.Log, dispatch.Config{})
+	var store fleet.Store = env.Store
+	if wrap != nil {
+		store = wrap(env.Store)
+	}
+	d := dispatch.New(store, env.Hub, env.Bus, env.Log, dispatch.Config{})
 	env.Hub.SetCommandSink(d)
 	if err := d.Recover(t.Context()); err != nil {
 		t.Fatal(err)
@@ -44,10 +56,11 @@ func newFixture(t *testing.T) *fixture {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.Run(ctx) })
 	srv := &api.Server{
-		Store: env.Store, Presence: presence{env.Hub}, Commands: d, Enrollment: env.Enroll, Bus: env.Bus,
+		Store: store, Presence: presence{env.Hub}, Commands: d, Enrollment: env.Enroll, Bus: env.Bus,
 		Tokens: &access.StoreTokens{Store: env.Store}, Policy: access.CommandPolicy{Operator: []string{"uname"}},
 		Log: env.Log, MaxBodyBytes: 1 << 20, Limiter: ratelimit.New(1e6, 1e6, 0),
 	}
+	wg.Go(func() { srv.RetryAudit(ctx, 20*time.Millisecond) })
 	r := httpjson.NewEngine()
 	srv.Register(r)
 	ts := httptest.NewServer(r)

@@ -90,11 +90,14 @@ func (s *Server) batchCommand(c *gin.Context) {
 }
 
 // checkSelector refuses a batch that selects nothing, names an empty id,
-// or names more than maxBatchTargets ids (counted as given).
+// names more than maxBatchTargets ids (counted as given), or has more
+// than maxSelectorLabels labels.
 func checkSelector(body batchBody) error {
 	switch {
 	case len(body.AgentIDs) == 0 && len(body.Labels) == 0:
 		return fleet.Errorf(codeInvalidSelector, "select agents with client_ids and/or labels")
+	case len(body.Labels) > maxSelectorLabels:
+		return selectorTooLarge(len(body.Labels))
 	case len(body.AgentIDs) > maxBatchTargets:
 		return fleet.Errorf(codeTooManyTargets, "client_ids names %d agents; a batch may address at most %d", len(body.AgentIDs), maxBatchTargets)
 	case slices.Contains(body.AgentIDs, ""):
@@ -179,8 +182,9 @@ func (s *Server) unmatched(ctx context.Context, id string) error {
 
 // submitAll submits the command to every target not refused and returns
 // one item per target. A command the dispatcher finds invalid is invalid
-// for every target: that error, on the first submission, fails the whole
-// batch before anything was stored.
+// for every target, and a store that refuses writes refuses them all:
+// either error, on the first submission, fails the whole batch before
+// anything was stored.
 func (s *Server) submitAll(ctx context.Context, targets []target, body commandBody, p access.Principal, batchID string) ([]batchItem, error) {
 	items := make([]batchItem, len(targets))
 	submitted := false
@@ -196,7 +200,7 @@ func (s *Server) submitAll(ctx context.Context, targets []target, body commandBo
 				items[i].Command, submitted = &v, true
 				continue
 			}
-			if !submitted && fleet.CodeOf(serr) == fleet.CodeInvalidCommand {
+			if code := fleet.CodeOf(serr); !submitted && (code == fleet.CodeInvalidCommand || code == fleet.CodeStorageUnavailable) {
 				return nil, serr
 			}
 			err = commandError(t.id, serr)

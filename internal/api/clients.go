@@ -13,6 +13,17 @@ import (
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
+// maxSelectorLabels bounds the entries of a label selector: the labels of
+// a batch, or the label= parameters of GET /api/clients. Beyond it the
+// request is refused with 400 selector_too_large.
+const maxSelectorLabels = 64
+
+// selectorTooLarge is the error of a label selector of n entries, more
+// than maxSelectorLabels.
+func selectorTooLarge(n int) error {
+	return fleet.Errorf(codeSelectorTooLarge, "the label selector has %d entries; at most %d are allowed", n, maxSelectorLabels)
+}
+
 // Agent statuses shown by the API.
 const (
 	agentOnline  = "online"
@@ -52,15 +63,12 @@ func (s *Server) listAgents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	f := fleet.AgentFilter{Text: c.Query("q"), Labels: map[string]string{}}
-	for _, l := range c.QueryArray("label") {
-		k, v, found := strings.Cut(l, "=")
-		if !found || k == "" {
-			s.failf(c, codeInvalidQuery, "label must be key=value")
-			return
-		}
-		f.Labels[k] = v
+	labels, err := labelSelector(c.QueryArray("label"))
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
+	f := fleet.AgentFilter{Text: c.Query("q"), Labels: labels}
 	status := c.Query("status")
 	switch status {
 	case "", agentOnline, agentOffline:
@@ -82,6 +90,24 @@ func (s *Server) listAgents(c *gin.Context) {
 		return
 	}
 	s.listAgentsByStatus(c, f, status, limit, offset)
+}
+
+// labelSelector parses the label= parameters of a query, "key=value"
+// each: at most maxSelectorLabels (selector_too_large beyond) with a
+// non-empty key (invalid_query otherwise).
+func labelSelector(params []string) (map[string]string, error) {
+	if len(params) > maxSelectorLabels {
+		return nil, selectorTooLarge(len(params))
+	}
+	labels := make(map[string]string, len(params))
+	for _, l := range params {
+		k, v, found := strings.Cut(l, "=")
+		if !found || k == "" {
+			return nil, fleet.Errorf(codeInvalidQuery, "label must be key=value")
+		}
+		labels[k] = v
+	}
+	return labels, nil
 }
 
 // listAgentsByStatus filters on presence, which lives in memory, so it

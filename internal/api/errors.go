@@ -19,6 +19,7 @@ const (
 	codeRequestTimeout      fleet.ErrorCode = "request_timeout"
 	codeInvalidQuery        fleet.ErrorCode = "invalid_query"
 	codeInvalidSelector     fleet.ErrorCode = "invalid_selector"
+	codeSelectorTooLarge    fleet.ErrorCode = "selector_too_large"
 	codeTooManyTargets      fleet.ErrorCode = "too_many_targets"
 	codeLabelsNotMatched    fleet.ErrorCode = "labels_not_matched"
 	codeCommandNotAllowed   fleet.ErrorCode = "command_not_allowed"
@@ -33,6 +34,7 @@ var statusOf = map[fleet.ErrorCode]int{
 	codeInvalidJSON:          http.StatusBadRequest,
 	codeInvalidQuery:         http.StatusBadRequest,
 	codeInvalidSelector:      http.StatusBadRequest,
+	codeSelectorTooLarge:     http.StatusBadRequest,
 	codeInvalidTokenRequest:  http.StatusBadRequest,
 	fleet.CodeInvalidCommand: http.StatusBadRequest,
 	fleet.CodeUnauthorized:   http.StatusUnauthorized,
@@ -51,7 +53,13 @@ var statusOf = map[fleet.ErrorCode]int{
 	codeRateLimited:          http.StatusTooManyRequests,
 	fleet.CodeInternal:       http.StatusInternalServerError,
 	fleet.CodeUnavailable:    http.StatusServiceUnavailable,
+
+	fleet.CodeStorageUnavailable: http.StatusServiceUnavailable,
 }
+
+// storageRetryAfter is the Retry-After, in seconds, of a 503
+// storage_unavailable answer.
+const storageRetryAfter = "5"
 
 // codeOf is fleet.CodeOf, with a cancelled or timed-out request as
 // fleet.CodeUnavailable and a code the table lacks as fleet.CodeInternal.
@@ -67,7 +75,8 @@ func codeOf(err error) fleet.ErrorCode {
 }
 
 // detail is the code and message the API shows for err: err's own text
-// for a coded error (callers make it presentable), fixed texts for a
+// for a coded error (callers make it presentable), the store's reason
+// (fleet.MessageOf) for a store that refuses writes, fixed texts for a
 // cancelled request and for an internal error, whose cause is only
 // logged.
 func detail(err error) httpjson.ErrorDetail {
@@ -75,6 +84,8 @@ func detail(err error) httpjson.ErrorDetail {
 	switch {
 	case code == fleet.CodeInternal:
 		msg = "internal error"
+	case code == fleet.CodeStorageUnavailable:
+		msg = fleet.MessageOf(err)
 	case fleet.CodeOf(err) == fleet.CodeInternal: // a context error
 		msg = "request cancelled or timed out"
 	}
@@ -85,8 +96,12 @@ func detail(err error) httpjson.ErrorDetail {
 // message. An internal error is logged with its cause first.
 func (s *Server) fail(c *gin.Context, err error) {
 	d := detail(err)
-	if d.Code == string(fleet.CodeInternal) {
+	switch fleet.ErrorCode(d.Code) {
+	case fleet.CodeInternal:
 		s.Log.Error("api request failed", "route", c.FullPath(), "err", err)
+	case fleet.CodeStorageUnavailable:
+		s.Log.Warn("api request refused: the store refuses writes", "route", c.FullPath(), "err", err)
+		c.Header("Retry-After", storageRetryAfter)
 	}
 	httpjson.Error(c, statusOf[fleet.ErrorCode(d.Code)], d.Code, d.Message)
 }

@@ -135,6 +135,10 @@ func TestDetail(t *testing.T) {
 			"invalid command request: command must not be empty"},
 		{"deadline", fmt.Errorf("sqlite: %w", context.DeadlineExceeded), fleet.CodeUnavailable, 503, "request cancelled or timed out"},
 		{"uncoded", errors.New("disk I/O error /var/lib/secret"), fleet.CodeInternal, 500, "internal error"},
+		{"storage unavailable: the store's reason", fmt.Errorf("dispatch: submit: %w", fmt.Errorf("sqlite: create command c1: %w",
+			&fleet.Error{Code: fleet.CodeStorageUnavailable, Message: "storage unavailable: the disk holding the store is full (SQLITE_FULL)",
+				Cause: errors.New("database or disk is full (13)")})),
+			fleet.CodeStorageUnavailable, 503, "storage unavailable: the disk holding the store is full (SQLITE_FULL)"},
 		{"code without a status", fleet.Errorf("made_up", "x"), fleet.CodeInternal, 500, "internal error"},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/access"
+	"github.com/home-console/client-manager/internal/api"
 	"github.com/home-console/client-manager/internal/dispatch"
 	"github.com/home-console/client-manager/internal/enroll"
 	"github.com/home-console/client-manager/internal/events"
@@ -37,9 +38,16 @@ type app struct {
 	tokens   *access.StoreTokens
 	metrics  *metrics.Registry
 	origins  origin.Policy
+	api      *api.Server // set by routes
 
+	bgCtx  context.Context // ends at close
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
+}
+
+// background runs fn with the app's background context until close.
+func (a *app) background(fn func(ctx context.Context)) {
+	a.bg.Go(func() { fn(a.bgCtx) })
 }
 
 // openApp opens the store and wires the components; background loops run
@@ -82,11 +90,17 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 
 	a.metrics.Gauge("cm_agents_connected", "Agents with an open WebSocket.", func() float64 { return float64(a.hub.Count()) })
 	a.metrics.Gauge("cm_websocket_connections", "Open agent WebSockets, handshaking ones included.", func() float64 { return float64(a.hub.Connections()) })
-	bg, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.bg.Add(2)
-	go func() { defer a.bg.Done(); a.dispatch.Run(bg) }()
-	go func() { defer a.bg.Done(); a.metrics.Follow(bg, a.bus) }()
+	a.metrics.Gauge("cm_results_held", "Command results held in memory until the store takes them.", func() float64 { return float64(a.dispatch.Held()) })
+	a.metrics.Gauge("cm_store_writable", "1 while the store takes writes, 0 while it refuses them (disk full, I/O error).", func() float64 {
+		if a.store.Writable() != nil {
+			return 0
+		}
+		return 1
+	})
+	a.bgCtx, a.cancel = context.WithCancel(context.Background())
+	a.background(a.dispatch.Run)
+	a.background(func(ctx context.Context) { a.metrics.Follow(ctx, a.bus) })
+	a.background(a.store.Watch)
 	return a, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/version"
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
@@ -41,9 +42,16 @@ func (p *Plugin) Stop(ctx context.Context, reason string) error {
 	return p.Service.Stop(ctx, reason)
 }
 
-// Health implements [pluginproto.Plugin].
+// Health implements [pluginproto.Plugin]. Ready follows the service's
+// state only: a store that refuses writes is reported in the "store"
+// detail (its reason; "ok" otherwise), not as a failure, since restarting
+// the plugin would not free the disk.
 func (p *Plugin) Health(context.Context) (pluginproto.Health, error) {
 	st := p.Service.State()
+	store := "ok"
+	if err := p.Service.storeWritable(); err != nil {
+		store = fleet.MessageOf(err)
+	}
 	return pluginproto.Health{
 		Ready:  st == StateReady,
 		Status: string(st),
@@ -51,6 +59,7 @@ func (p *Plugin) Health(context.Context) (pluginproto.Health, error) {
 			"addr":             p.Service.Addr(),
 			"instance_id":      p.Service.InstanceID(),
 			"agents_connected": strconv.Itoa(p.Service.agentsConnected()),
+			"store":            store,
 		},
 	}, nil
 }

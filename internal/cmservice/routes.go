@@ -2,6 +2,7 @@ package cmservice
 
 import (
 	"cmp"
+	"context"
 	"net/http"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/api"
+	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/internal/version"
@@ -22,6 +24,10 @@ const (
 	DefaultAPIBurst     = 100
 	DefaultMaxBodyBytes = 1 << 20
 )
+
+// auditRetryInterval is how often audit outcomes the store refused are
+// tried again.
+const auditRetryInterval = time.Second
 
 func (s *Service) routes(a *app) http.Handler {
 	r := httpjson.NewEngine()
@@ -46,6 +52,8 @@ func (s *Service) routes(a *app) http.Handler {
 	}
 	r.GET("/metrics", append(srv.Protect(access.RoleViewer), gin.WrapH(a.metrics))...)
 	srv.Register(r)
+	a.api = srv
+	a.background(func(ctx context.Context) { srv.RetryAudit(ctx, auditRetryInterval) })
 	return r
 }
 
@@ -70,9 +78,17 @@ func (s *Service) handleLive(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "alive", "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
 }
 
+// handleReady answers 200 while the service is ready and its store takes
+// writes; 503 not_ready while it is not ready, or 503
+// storage_unavailable with the store's reason while the store refuses
+// writes (sqlite.Store.Watch notices the recovery within a second).
 func (s *Service) handleReady(c *gin.Context) {
 	if st := s.State(); st != StateReady {
 		httpjson.Error(c, http.StatusServiceUnavailable, "not_ready", "client manager is "+string(st))
+		return
+	}
+	if err := s.storeWritable(); err != nil {
+		httpjson.Error(c, http.StatusServiceUnavailable, string(fleet.CodeStorageUnavailable), fleet.MessageOf(err))
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})

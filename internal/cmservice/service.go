@@ -20,6 +20,7 @@ import (
 	"github.com/home-console/client-manager/internal/dispatch"
 	"github.com/home-console/client-manager/internal/drain"
 	"github.com/home-console/client-manager/internal/enroll"
+	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/hub"
 )
 
@@ -259,6 +260,32 @@ func (s *Service) agentsConnected() int {
 		return 0
 	}
 	return a.hub.Count()
+}
+
+// storeWritable returns nil if the store takes writes (or before
+// Start), else why not: its latest write failed (sqlite.Store.Writable),
+// or work it refused still waits for it (held command results, audit
+// outcomes), which a small write that fits in space left over does not
+// clear.
+func (s *Service) storeWritable() error {
+	s.mu.Lock()
+	a := s.app
+	s.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	if err := a.store.Writable(); err != nil {
+		return err
+	}
+	held, audits := a.dispatch.Held(), 0
+	if a.api != nil {
+		audits = a.api.UnfinishedAudits()
+	}
+	if held > 0 || audits > 0 {
+		return fleet.Errorf(fleet.CodeStorageUnavailable,
+			"storage unavailable: %d command results and %d audit outcomes wait for the store to take them", held, audits)
+	}
+	return nil
 }
 
 func newInstanceID() string {

@@ -69,6 +69,16 @@ type Config struct {
 	Retention, PruneInterval time.Duration
 	// TickInterval is the period of the background loop (default 1s).
 	TickInterval time.Duration
+	// MaxHeldBytes bounds the results kept in memory while the store
+	// refuses them (default 32 MiB; each counts its output and error
+	// texts plus 256 bytes). A result beyond it is not held: the agent
+	// keeps it and sends it again.
+	MaxHeldBytes int
+	// RefusedResultGrace is how long a command whose result the store
+	// refused and the Service could not hold waits for the agent to send
+	// it again before it may time out (default 2m; agents re-send
+	// unacknowledged results every liveness timeout, 45 s by default).
+	RefusedResultGrace time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -86,6 +96,10 @@ func (c Config) withDefaults() Config {
 	def(&c.Retention, 30*24*time.Hour)
 	def(&c.PruneInterval, time.Hour)
 	def(&c.TickInterval, time.Second)
+	def(&c.RefusedResultGrace, 2*time.Minute)
+	if c.MaxHeldBytes <= 0 {
+		c.MaxHeldBytes = 32 << 20
+	}
 	if c.MaxOutputBytes <= 0 {
 		c.MaxOutputBytes = 512 << 10
 	}
@@ -114,6 +128,14 @@ type Service struct {
 	mu      sync.Mutex
 	live    map[string]*tracked // delivered, unfinished commands
 	waiters map[string]*waiter
+	// held are results the store refused, by command id (see held.go),
+	// heldBytes their size, heldSeq the last arrival number; heldNext is
+	// when to retry them and heldWait the current backoff.
+	held      map[string]*heldResult
+	heldBytes int
+	heldSeq   uint64
+	heldNext  time.Time
+	heldWait  time.Duration
 }
 
 // tracked is the in-memory state of a live, non-queued command.
@@ -135,6 +157,7 @@ func New(store fleet.Store, hub Sender, bus *events.Bus, log *slog.Logger, cfg C
 		store: store, hub: hub, bus: bus, log: log, cfg: cfg.withDefaults(),
 		live:    make(map[string]*tracked),
 		waiters: make(map[string]*waiter),
+		held:    make(map[string]*heldResult),
 	}
 }
 

@@ -22,9 +22,10 @@ var (
 )
 
 type fixture struct {
-	env  *hubtest.Env
-	svc  *dispatch.Service
-	stop func() // ends svc's loop
+	env   *hubtest.Env
+	store fleet.Store // the Service's: env.Store unless a test wraps it
+	svc   *dispatch.Service
+	stop  func() // ends svc's loop
 }
 
 // start runs a hub with a dispatch Service (its loop included) until the
@@ -32,6 +33,7 @@ type fixture struct {
 func start(t *testing.T, cfg dispatch.Config) *fixture {
 	t.Helper()
 	f := &fixture{env: hubtest.Start(t, hub.Config{})}
+	f.store = f.env.Store
 	f.restart(t, cfg)
 	return f
 }
@@ -48,7 +50,7 @@ func (f *fixture) restart(t *testing.T, cfg dispatch.Config) {
 	if cfg.TickInterval == 0 {
 		cfg.TickInterval = 20 * time.Millisecond
 	}
-	f.svc = dispatch.New(f.env.Store, f.env.Hub, f.env.Bus, f.env.Log, cfg)
+	f.svc = dispatch.New(f.store, f.env.Hub, f.env.Bus, f.env.Log, cfg)
 	f.env.Hub.SetCommandSink(f.svc)
 	if err := f.svc.Recover(context.Background()); err != nil {
 		t.Fatal(err)

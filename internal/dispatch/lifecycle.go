@@ -48,7 +48,10 @@ func (s *Service) Wait(ctx context.Context, id string) (fleet.Command, error) {
 // as cancelled at once and the agent is told to stop it when it
 // reconnects. Cancel returns the command's state after the request,
 // ErrUnknownCommand, or an error matching fleet.ErrAlreadyFinal (with the
-// final state) if it had already finished.
+// final state) if it had already finished. A command whose result is held
+// (it finished on the agent, and the store refused its result) is left as
+// it is: its state is returned and its result is stored once the store
+// takes it.
 func (s *Service) Cancel(ctx context.Context, id, by string) (fleet.Command, error) {
 	cmd, err := s.command(ctx, id)
 	if err != nil {
@@ -56,6 +59,9 @@ func (s *Service) Cancel(ctx context.Context, id, by string) (fleet.Command, err
 	}
 	if cmd.Status.Terminal() {
 		return cmd, fmt.Errorf("cancel %s: %w", id, fleet.ErrAlreadyFinal)
+	}
+	if s.heldBy(cmd.AgentID, id) {
+		return cmd, nil // it finished on the agent; its result waits for the store
 	}
 	now := time.Now().UTC()
 	err = s.store.RequestCancel(ctx, id, by, now)
@@ -167,6 +173,16 @@ func (s *Service) track(id, agentID string, deadline time.Time) {
 		return
 	}
 	s.live[id] = &tracked{agentID: agentID, deadline: deadline}
+}
+
+// extendDeadline moves the result deadline of a tracked command to at if
+// that is later.
+func (s *Service) extendDeadline(id string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.live[id]; t != nil && at.After(t.deadline) {
+		t.deadline = at
+	}
 }
 
 // requestCancel arms the cancel deadline of a command: it is finished as

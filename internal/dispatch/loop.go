@@ -51,10 +51,12 @@ func later(a, b time.Time) time.Time {
 }
 
 // Run is the background loop; it returns when ctx ends. Every
-// TickInterval it expires queued commands past their TTL, finishes
+// TickInterval it retries the results the store refused (when their
+// backoff is due), expires queued commands past their TTL, finishes
 // delivered commands whose result is overdue (timed_out) or whose cancel
-// the agent did not confirm in time (cancelled), and every PruneInterval
-// it deletes finished commands older than Retention.
+// the agent did not confirm in time (cancelled), except commands whose
+// result is held, and every PruneInterval it deletes finished commands
+// older than Retention.
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.TickInterval)
 	defer t.Stop()
@@ -66,6 +68,7 @@ func (s *Service) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		s.retryHeld(ctx, now)
 		s.expireQueued(ctx, now)
 		s.finishOverdue(ctx, now)
 		if now.Sub(lastPrune) >= s.cfg.PruneInterval {
@@ -104,6 +107,7 @@ func (s *Service) finishOverdue(ctx context.Context, now time.Time) {
 	for id, t := range s.live {
 		cmd := fleet.Command{ID: id, AgentID: t.agentID}
 		switch {
+		case s.isHeld(id): // finished on the agent; its result waits for the store
 		case !t.cancelBy.IsZero() && now.After(t.cancelBy):
 			due = append(due, overdue{cmd, fleet.CommandResult{Status: fleet.StatusCancelled, Error: "cancel not confirmed by agent"}})
 		case now.After(t.deadline):

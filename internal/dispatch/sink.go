@@ -44,6 +44,7 @@ func (s *Service) Connected(ctx context.Context, agentID string, running []strin
 			_ = s.store.MarkRunning(ctx, cmd.ID)
 		}
 		switch {
+		case s.heldBy(agentID, cmd.ID): // finished; its result waits for the store
 		case !cmd.CancelRequestedAt.IsZero():
 			_ = s.send(agentID, agentproto.TypeCommandCancel, agentproto.CommandRef{CommandID: cmd.ID})
 		case onAgent || !deliverable(*cmd, now): // nothing to send
@@ -99,8 +100,14 @@ func (s *Service) Output(_ context.Context, agentID string, out agentproto.Comma
 // when stored, an error matching fleet.ErrAlreadyFinal when the command
 // had already finished (the report is ignored), ErrUnknownCommand when the
 // command does not exist or belongs to another agent, or a store error
-// (the agent should re-send).
+// (the agent should keep the result and re-send it). When the store
+// refuses the result (fleet.ErrStorageUnavailable), the Service holds it
+// in memory if Config.MaxHeldBytes allows, retries it and sends
+// result_ack itself once it is stored; the error returned then says so.
 func (s *Service) Result(ctx context.Context, agentID string, res agentproto.CommandResult) error {
+	if s.heldBy(agentID, res.CommandID) {
+		return fmt.Errorf("dispatch: result %s: %w", res.CommandID, errHeld)
+	}
 	cmd, err := s.command(ctx, res.CommandID)
 	if err != nil {
 		return err
@@ -112,11 +119,23 @@ func (s *Service) Result(ctx context.Context, agentID string, res agentproto.Com
 	if cmd.Status.Terminal() {
 		return fleet.ErrAlreadyFinal
 	}
-	if err := s.finish(ctx, cmd, s.mapResult(res)); err != nil {
+	r := s.mapResult(res)
+	err = s.finish(ctx, cmd, r)
+	if errors.Is(err, fleet.ErrStorageUnavailable) {
+		if s.hold(cmd, r) {
+			s.log.Warn("command result held until the store takes it", "command_id", cmd.ID, "agent_id", agentID, "err", err)
+			return fmt.Errorf("dispatch: result %s: %w: %w", res.CommandID, errHeld, err)
+		}
+		s.extendDeadline(cmd.ID, time.Now().Add(s.cfg.RefusedResultGrace))
+	}
+	if err != nil {
 		return fmt.Errorf("dispatch: result %s: %w", res.CommandID, err)
 	}
 	return nil
 }
+
+// errHeld says that a result the store refused is held (see held.go).
+var errHeld = errors.New("held until the store takes it; acknowledged then")
 
 // owns reports whether commandID is a command of agentID.
 func (s *Service) owns(ctx context.Context, agentID, commandID string) bool {

@@ -9,6 +9,7 @@
 package enroll
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,42 +150,40 @@ func (s *Service) CreateToken(ctx context.Context, name string, uses int, ttl ti
 }
 
 // Enroll spends one use of req.Token and creates a new agent with a fresh
-// credential. It returns ErrInvalidRequest for a malformed request,
-// fleet.ErrTokenInvalid for an unknown, expired or used-up token, and a
-// wrapped store error otherwise.
+// credential, writing both and the enrollment's audit entry in one
+// transaction (fleet.AgentStore.EnrollAgent): an enrollment whose audit
+// entry cannot be written does not happen. It returns ErrInvalidRequest
+// for a malformed request, fleet.ErrTokenInvalid for an unknown, expired
+// or used-up token, and a wrapped store error otherwise (matching
+// fleet.ErrStorageUnavailable when the store refuses writes).
 func (s *Service) Enroll(ctx context.Context, req agentproto.EnrollRequest, remoteAddr string) (agentproto.EnrollResponse, error) {
 	if err := validateEnroll(req); err != nil {
 		return agentproto.EnrollResponse{}, err
 	}
 	now := s.opts.Now().UTC()
-	tok, err := s.store.UseEnrollmentToken(ctx, secret.Hash(req.Token), now)
-	if err != nil {
-		if errors.Is(err, fleet.ErrTokenInvalid) {
-			return agentproto.EnrollResponse{}, fleet.ErrTokenInvalid
-		}
-		return agentproto.EnrollResponse{}, fmt.Errorf("enroll: use token: %w", err)
-	}
 	id := secret.NewID("agt_")
 	sec := secret.New()
-	name := req.Name
-	if name == "" {
-		name = req.Hostname
-	}
-	if name == "" {
-		name = id
-	}
-	a := fleet.Agent{
-		ID: id, Name: name, Hostname: req.Hostname, OS: req.OS, Arch: req.Arch,
-		Version: req.Version, Labels: req.Labels,
-		FirstSeen: now, LastSeen: now, LastAddr: remoteAddr,
-	}
-	if err := s.store.CreateAgent(ctx, a, secret.Hash(sec)); err != nil {
-		return agentproto.EnrollResponse{}, fmt.Errorf("enroll: create agent: %w", err)
-	}
-	s.audit(ctx, fleet.AuditEntry{
-		Time: now, Actor: "enrollment-token:" + tok.ID, Role: AuditRole, Source: hostOf(remoteAddr),
-		Action: "agent.enroll", Target: id, Result: strconv.Itoa(enrolledStatus), Detail: "token " + tok.Name,
+	name := cmp.Or(req.Name, req.Hostname, id)
+	tok, err := s.store.EnrollAgent(ctx, fleet.Enrollment{
+		TokenHash: secret.Hash(req.Token), At: now, SecretHash: secret.Hash(sec),
+		Agent: fleet.Agent{
+			ID: id, Name: name, Hostname: req.Hostname, OS: req.OS, Arch: req.Arch,
+			Version: req.Version, Labels: req.Labels,
+			FirstSeen: now, LastSeen: now, LastAddr: remoteAddr,
+		},
+		Audit: func(tok fleet.EnrollmentToken) fleet.AuditEntry {
+			return fleet.AuditEntry{
+				Time: now, Actor: "enrollment-token:" + tok.ID, Role: AuditRole, Source: hostOf(remoteAddr),
+				Action: "agent.enroll", Target: id, Result: strconv.Itoa(enrolledStatus), Detail: "token " + tok.Name,
+			}
+		},
 	})
+	if errors.Is(err, fleet.ErrTokenInvalid) {
+		return agentproto.EnrollResponse{}, fleet.ErrTokenInvalid
+	}
+	if err != nil {
+		return agentproto.EnrollResponse{}, fmt.Errorf("enroll: %w", err)
+	}
 	s.bus.Publish(events.AgentEnrolled{AgentID: id, Name: name, TokenID: tok.ID})
 	s.log.Info("agent enrolled", "agent_id", id, "name", name, "token_id", tok.ID, "remote_addr", remoteAddr)
 	return agentproto.EnrollResponse{AgentID: id, Credential: agentproto.FormatCredential(id, sec)}, nil
@@ -234,12 +233,6 @@ func (s *Service) Revoke(ctx context.Context, agentID, by string) error {
 	s.bus.Publish(events.AgentRevoked{AgentID: agentID, By: by})
 	s.log.Info("agent revoked", "agent_id", agentID, "by", by)
 	return nil
-}
-
-func (s *Service) audit(ctx context.Context, e fleet.AuditEntry) {
-	if err := s.store.AppendAudit(ctx, e); err != nil {
-		s.log.Warn("audit append failed", "action", e.Action, "target", e.Target, "err", err)
-	}
 }
 
 func validateEnroll(req agentproto.EnrollRequest) error {

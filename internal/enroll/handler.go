@@ -25,7 +25,9 @@ const MaxEnrollBody = 64 << 10
 // than Options.Origins allows: the rule of the operator API,
 // origin.Policy.Check), 405 method_not_allowed, 413 body_too_large, 429
 // rate_limited (with Retry-After; attempts are limited per remote IP, taken
-// from the connection, not from forwarding headers), 500 internal.
+// from the connection, not from forwarding headers), 500 internal, 503
+// storage_unavailable (with Retry-After: the store refuses writes; nothing
+// was written and the token keeps its use).
 func (s *Service) Handler() http.Handler {
 	return http.HandlerFunc(s.serveEnroll)
 }
@@ -55,6 +57,11 @@ func (s *Service) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, fleet.ErrTokenInvalid):
 		httpjson.Write(w, http.StatusUnauthorized, "invalid_token", "enrollment token is invalid, expired or used up")
+	case errors.Is(err, fleet.ErrStorageUnavailable):
+		s.log.Error("enrollment not stored", "remote_addr", r.RemoteAddr, "err", err)
+		w.Header().Set("Retry-After", "5")
+		httpjson.Write(w, http.StatusServiceUnavailable, string(fleet.CodeStorageUnavailable),
+			"enrollment not stored, the token was not spent: "+fleet.MessageOf(err))
 	case err != nil:
 		s.log.Error("enrollment failed", "remote_addr", r.RemoteAddr, "err", err)
 		httpjson.Write(w, http.StatusInternalServerError, "internal", "enrollment failed")

@@ -43,6 +43,10 @@ const (
 	CodeUnauthorized ErrorCode = "unauthorized"
 	// CodeForbidden means the caller's role does not allow the action.
 	CodeForbidden ErrorCode = "forbidden"
+	// CodeStorageUnavailable means the store refuses writes (its disk is
+	// full or failing); nothing was changed, and retrying once the
+	// store recovers succeeds.
+	CodeStorageUnavailable ErrorCode = "storage_unavailable"
 )
 
 // Error is an error with a code. Two Errors match with errors.Is when
@@ -53,10 +57,16 @@ type Error struct {
 	Code ErrorCode
 	// Message is for humans; it never carries a secret.
 	Message string
+	// Cause is the lower-level error behind this one, if any (a store's
+	// driver error); Unwrap returns it.
+	Cause error
 }
 
 // Error implements error: it returns the message.
 func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the cause, or nil.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Is reports whether target is an *Error with e's code.
 func (e *Error) Is(target error) bool {
@@ -82,26 +92,44 @@ func CodeOf(err error) ErrorCode {
 	return CodeInternal
 }
 
+// MessageOf returns the message of the first *Error in err's chain (the
+// reason a store gives, without the callers' wrapping), or err's text
+// if it has none; "" for nil.
+func MessageOf(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Message
+	}
+	return err.Error()
+}
+
 // Errors the domain returns, checked with errors.Is.
 var (
 	// ErrNotFound means the agent, command or token does not exist.
-	ErrNotFound error = &Error{CodeNotFound, "not found"}
+	ErrNotFound error = &Error{Code: CodeNotFound, Message: "not found"}
 	// ErrConflict means the write would break a uniqueness rule.
-	ErrConflict error = &Error{CodeConflict, "conflict"}
+	ErrConflict error = &Error{Code: CodeConflict, Message: "conflict"}
 	// ErrTokenInvalid means an enrollment token is unknown, expired or
 	// used up.
-	ErrTokenInvalid error = &Error{CodeTokenInvalid, "enrollment token invalid, expired or used up"}
+	ErrTokenInvalid error = &Error{Code: CodeTokenInvalid, Message: "enrollment token invalid, expired or used up"}
 	// ErrAlreadyFinal means a command already reached a terminal state;
 	// the attempted transition was not applied.
-	ErrAlreadyFinal error = &Error{CodeAlreadyFinal, "command already in a terminal state"}
+	ErrAlreadyFinal error = &Error{Code: CodeAlreadyFinal, Message: "command already in a terminal state"}
 	// ErrInvalidCommand means a command request is malformed; the
 	// returned error wraps it with the reason.
-	ErrInvalidCommand error = &Error{CodeInvalidCommand, "invalid command request"}
+	ErrInvalidCommand error = &Error{Code: CodeInvalidCommand, Message: "invalid command request"}
 	// ErrUnknownAgent means no agent has the requested id.
-	ErrUnknownAgent error = &Error{CodeUnknownAgent, "unknown agent"}
+	ErrUnknownAgent error = &Error{Code: CodeUnknownAgent, Message: "unknown agent"}
 	// ErrAgentRevoked means the agent's credential was revoked.
-	ErrAgentRevoked error = &Error{CodeAgentRevoked, "agent revoked"}
+	ErrAgentRevoked error = &Error{Code: CodeAgentRevoked, Message: "agent revoked"}
 	// ErrAgentOffline means the agent is not connected and the request did
 	// not ask to queue the command.
-	ErrAgentOffline error = &Error{CodeAgentOffline, "agent offline"}
+	ErrAgentOffline error = &Error{Code: CodeAgentOffline, Message: "agent offline"}
+	// ErrStorageUnavailable means the store refuses writes (disk full,
+	// I/O error); a store returns an *Error of its code whose message
+	// says why and whose Cause is the driver's error.
+	ErrStorageUnavailable error = &Error{Code: CodeStorageUnavailable, Message: "storage unavailable"}
 )

@@ -183,6 +183,22 @@ type AuditEntry struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
+// AuditPending is the Result of an audit entry whose action is under
+// way (or whose outcome could not be recorded yet).
+const AuditPending = "pending"
+
+// Enrollment is what enrolling one agent writes, in one transaction: a
+// use of the enrollment token whose hash is TokenHash (valid at At), the
+// new Agent with the hash of its secret, and the audit entry Audit
+// returns for the token spent.
+type Enrollment struct {
+	TokenHash  []byte
+	At         time.Time
+	Agent      Agent
+	SecretHash []byte
+	Audit      func(EnrollmentToken) AuditEntry
+}
+
 // AuditFilter selects audit entries.
 type AuditFilter struct {
 	Actor  string

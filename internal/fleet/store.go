@@ -23,6 +23,10 @@ type AgentStore interface {
 	// a.Labels are its enrollment labels: authoritative, kept by every
 	// later TouchAgent.
 	CreateAgent(ctx context.Context, a Agent, secretHash []byte) error
+	// EnrollAgent spends a use of an enrollment token, stores the new
+	// agent and appends the enrollment's audit entry, all in one
+	// transaction: ErrTokenInvalid or any other error writes nothing.
+	EnrollAgent(ctx context.Context, e Enrollment) (EnrollmentToken, error)
 	// Agent returns one agent, or ErrNotFound.
 	Agent(ctx context.Context, id string) (Agent, error)
 	// AgentSecretHash returns the stored hash of the agent's secret and
@@ -52,10 +56,6 @@ type AgentStore interface {
 type TokenStore interface {
 	// CreateEnrollmentToken stores t (ID and Hash set by the caller).
 	CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) error
-	// UseEnrollmentToken atomically spends one use of the token whose hash
-	// is hash, or returns ErrTokenInvalid if it is unknown, expired at now,
-	// or used up.
-	UseEnrollmentToken(ctx context.Context, hash []byte, now time.Time) (EnrollmentToken, error)
 	// ListEnrollmentTokens returns all tokens, newest first.
 	ListEnrollmentTokens(ctx context.Context) ([]EnrollmentToken, error)
 	// DeleteEnrollmentToken removes a token, or ErrNotFound.
@@ -93,9 +93,15 @@ type CommandStore interface {
 	PruneCommands(ctx context.Context, cutoff time.Time) (int, error)
 }
 
-// AuditStore appends to and reads the audit log.
+// AuditStore appends to and reads the audit log. An entry is appended
+// before the action it describes (with Result AuditPending) and finished
+// with the outcome after, so an action whose entry cannot be written is
+// not carried out.
 type AuditStore interface {
-	AppendAudit(ctx context.Context, e AuditEntry) error
+	// AppendAudit appends e and returns the id the store gave it.
+	AppendAudit(ctx context.Context, e AuditEntry) (int64, error)
+	// FinishAudit sets the result and detail of entry id, or ErrNotFound.
+	FinishAudit(ctx context.Context, id int64, result, detail string) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, int, error)
 }
 

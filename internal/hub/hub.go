@@ -65,8 +65,9 @@ type CommandSink interface {
 	// Result stores a command's terminal report. The hub answers
 	// result_ack when it returns nil, or an error matching
 	// fleet.ErrAlreadyFinal (stored before) or fleet.ErrNotFound (nothing
-	// to store); on any other error the agent keeps the result and
-	// re-sends it.
+	// to store); on any other error it answers result_not_stored, and the
+	// agent keeps the result and re-sends it (or the sink, holding it,
+	// has result_ack sent once it is stored).
 	Result(ctx context.Context, agentID string, res agentproto.CommandResult) error
 }
 

@@ -86,6 +86,9 @@ func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int6
 	defer cancel()
 	if err := h.store.TouchAgent(ctx, c.agentID, facts, c.remoteAddr, time.Now().UTC()); err != nil {
 		h.log.Error("recording agent connection failed", "agent_id", c.agentID, "err", err)
+		if errors.Is(err, fleet.ErrStorageUnavailable) {
+			return agentproto.CloseTryAgainLater, "the server's store refuses writes; reconnect later", true
+		}
 		return agentproto.CloseInternal, "server error, retry later", true
 	}
 	if !h.reg.markReady(c) {
@@ -116,14 +119,17 @@ func (c *conn) onHeartbeat(env agentproto.Envelope, now int64) {
 }
 
 // onResult hands a result to the sink and acknowledges it once it is
-// stored (or was stored before, or there is nothing to store).
+// stored (or was stored before, or there is nothing to store). A result
+// not stored is answered result_not_stored: the agent keeps it (the sink
+// may hold it and have result_ack sent once it is stored).
 func (c *conn) onResult(s CommandSink, env agentproto.Envelope, res agentproto.CommandResult) {
 	ctx, cancel := c.hub.callCtx()
 	defer cancel()
 	err := s.Result(ctx, c.agentID, res)
 	if err != nil && !errors.Is(err, fleet.ErrAlreadyFinal) && !errors.Is(err, fleet.ErrNotFound) {
 		c.hub.log.Error("storing command result failed", "agent_id", c.agentID, "command_id", res.CommandID, "err", err)
-		c.replyError(env.ID, "result_not_stored", "the result could not be stored; re-send it later")
+		c.replyError(env.ID, "result_not_stored",
+			"the result is not stored yet; keep it: result_ack follows once it is stored, or send it again later")
 		return
 	}
 	if errors.Is(err, fleet.ErrNotFound) {

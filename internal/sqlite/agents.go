@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -47,19 +46,51 @@ func encodeFacts(labels map[string]string, allowed []string) (string, string, er
 // are its enrollment labels, which every later TouchAgent keeps. An agent
 // with the same id already stored is fleet.ErrConflict.
 func (s *Store) CreateAgent(ctx context.Context, a fleet.Agent, secretHash []byte) error {
-	labels, allowed, err := encodeFacts(a.Labels, a.Allowed)
-	if err == nil {
-		_, err = s.writer.ExecContext(ctx, `INSERT INTO agents (id, name, hostname, os, arch, version,
-			labels, enrollment_labels, allowed, first_seen, last_seen, last_addr, secret_hash, revoked, revoked_at, search)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			a.ID, a.Name, a.Hostname, a.OS, a.Arch, a.Version, labels, labels, allowed,
-			encodeTime(a.FirstSeen), encodeTime(a.LastSeen), a.LastAddr, secretHash,
-			a.Revoked, encodeTime(a.RevokedAt), searchText(a.ID, a.Name, a.Hostname))
-	}
+	err := s.update(ctx, func(tx *sql.Tx) error { return insertAgent(ctx, tx, a, secretHash) })
 	if err != nil {
 		return fmt.Errorf("sqlite: create agent %s: %w", a.ID, conflict(err))
 	}
 	return nil
+}
+
+// insertAgent inserts a new agent in tx.
+func insertAgent(ctx context.Context, tx *sql.Tx, a fleet.Agent, secretHash []byte) error {
+	labels, allowed, err := encodeFacts(a.Labels, a.Allowed)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO agents (id, name, hostname, os, arch, version,
+		labels, enrollment_labels, allowed, first_seen, last_seen, last_addr, secret_hash, revoked, revoked_at, search)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.Name, a.Hostname, a.OS, a.Arch, a.Version, labels, labels, allowed,
+		encodeTime(a.FirstSeen), encodeTime(a.LastSeen), a.LastAddr, secretHash,
+		a.Revoked, encodeTime(a.RevokedAt), searchText(a.ID, a.Name, a.Hostname))
+	return err
+}
+
+// EnrollAgent writes e in one transaction: it spends one use of the token
+// whose hash is e.TokenHash, stores e.Agent with e.SecretHash (as
+// CreateAgent) and appends the audit entry e.Audit returns for the token.
+// It returns the token as it is after, fleet.ErrTokenInvalid (token
+// unknown, used up or expired at e.At) or fleet.ErrConflict (agent id
+// taken); on any error nothing is written.
+func (s *Store) EnrollAgent(ctx context.Context, e fleet.Enrollment) (fleet.EnrollmentToken, error) {
+	var tok fleet.EnrollmentToken
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		var err error
+		if tok, err = useToken(ctx, tx, e.TokenHash, e.At); err != nil {
+			return err
+		}
+		if err := insertAgent(ctx, tx, e.Agent, e.SecretHash); err != nil {
+			return conflict(err)
+		}
+		_, err = insertAudit(ctx, tx, e.Audit(tok))
+		return err
+	})
+	if err != nil {
+		return fleet.EnrollmentToken{}, fmt.Errorf("sqlite: enroll agent %s: %w", e.Agent.ID, err)
+	}
+	return tok, nil
 }
 
 // Agent returns one agent, revoked or not, or fleet.ErrNotFound.
@@ -120,7 +151,7 @@ func (s *Store) TouchAgent(ctx context.Context, id string, facts fleet.AgentFact
 
 // SeenAgent sets the agent's last-seen time, or returns fleet.ErrNotFound.
 func (s *Store) SeenAgent(ctx context.Context, id string, at time.Time) error {
-	res, err := s.writer.ExecContext(ctx, `UPDATE agents SET last_seen = ? WHERE id = ?`, encodeTime(at), id)
+	res, err := s.exec(ctx, `UPDATE agents SET last_seen = ? WHERE id = ?`, encodeTime(at), id)
 	if err == nil {
 		err = affected(res)
 	}
@@ -174,8 +205,16 @@ func (s *Store) ListAgents(ctx context.Context, f fleet.AgentFilter) ([]fleet.Ag
 		}
 		q.where.add("id IN (SELECT value FROM json_each(?))", string(ids))
 	}
-	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
-		q.where.add("EXISTS (SELECT 1 FROM json_each(agents.labels) WHERE key = ? AND value = ?)", k, f.Labels[k])
+	if len(f.Labels) > 0 {
+		selector, err := json.Marshal(f.Labels)
+		if err != nil {
+			return nil, 0, fmt.Errorf("sqlite: list agents: %w", err)
+		}
+		// One indexed lookup per selector entry in agent_labels, however
+		// many entries: an agent matches if it has every one.
+		q.where.add(`id IN (SELECT agent_id FROM agent_labels
+			WHERE (key, value) IN (SELECT key, value FROM json_each(?))
+			GROUP BY agent_id HAVING count(*) = ?)`, string(selector), len(f.Labels))
 	}
 	if f.Text != "" {
 		q.where.add("instr(search, ?) > 0", strings.ToLower(f.Text))
@@ -190,7 +229,7 @@ func (s *Store) ListAgents(ctx context.Context, f fleet.AgentFilter) ([]fleet.Ag
 // RevokeAgent marks the agent revoked, or returns fleet.ErrNotFound.
 // Revoking a revoked agent keeps the first revocation time.
 func (s *Store) RevokeAgent(ctx context.Context, id string, at time.Time) error {
-	res, err := s.writer.ExecContext(ctx, `UPDATE agents SET revoked = 1, revoked_at = coalesce(revoked_at, ?)
+	res, err := s.exec(ctx, `UPDATE agents SET revoked = 1, revoked_at = coalesce(revoked_at, ?)
 		WHERE id = ?`, encodeTime(at), id)
 	if err == nil {
 		err = affected(res)

@@ -337,3 +337,106 @@ func TestMigrationMakesLabelsAuthoritative(t *testing.T) {
 		t.Fatalf("labels after migration and hello = %v, %v; want room=lab", a.Labels, err)
 	}
 }
+
+// manyLabels returns n labels k000=v000, k001=v001, ...
+func manyLabels(n int) map[string]string {
+	labels := make(map[string]string, n)
+	for i := range n {
+		labels[fmt.Sprintf("k%03d", i)] = fmt.Sprintf("v%03d", i)
+	}
+	return labels
+}
+
+// TestLabelSelectorOfAnySize: a selector of 1,000 entries (one JSON
+// expression per entry used to exceed SQLite's expression depth) selects
+// exactly the agents having all of them, and agent_labels follows the
+// labels a hello sets.
+func TestLabelSelectorOfAnySize(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	all := manyLabels(1000)
+	for id, labels := range map[string]map[string]string{"full": all, "part": manyLabels(999), "none": nil} {
+		if err := s.CreateAgent(ctx, fleet.Agent{ID: id, Labels: labels}, []byte(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrong := manyLabels(1000)
+	wrong["k500"] = "other"
+	tests := []struct {
+		name     string
+		selector map[string]string
+		want     string
+	}{
+		{"1000 entries", all, "full"},
+		{"999 entries", manyLabels(999), "full part"},
+		{"one value differs", wrong, ""},
+		{"one entry", map[string]string{"k999": "v999"}, "full"},
+	}
+	for _, tt := range tests {
+		if got := listedIDs(t, s, fleet.AgentFilter{Labels: tt.selector}); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	// A hello adds k1000; the enrollment labels stay.
+	facts := fleet.AgentFacts{Labels: map[string]string{"k1000": "v1000"}}
+	if err := s.TouchAgent(ctx, "part", facts, "", at(0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := listedIDs(t, s, fleet.AgentFilter{Labels: map[string]string{"k1000": "v1000", "k000": "v000"}}); got != "part" {
+		t.Errorf("after hello: got %q, want part", got)
+	}
+}
+
+// listedIDs returns the ids ListAgents selects with f, sorted, joined by
+// spaces.
+func listedIDs(t *testing.T, s *Store, f fleet.AgentFilter) string {
+	t.Helper()
+	agents, total, err := s.ListAgents(t.Context(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	for _, a := range agents {
+		ids = append(ids, a.ID)
+	}
+	slices.Sort(ids)
+	if total != len(ids) {
+		t.Errorf("total %d, %d listed", total, len(ids))
+	}
+	return strings.Join(ids, " ")
+}
+
+// TestMigrationIndexesExistingLabels: agents stored before agent_labels
+// existed are found by label after the migration.
+func TestMigrationIndexesExistingLabels(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ms, func(m migration) bool { return strings.HasSuffix(m.name, "_agent_labels.sql") })
+	if i < 0 {
+		t.Fatal("no agent labels migration")
+	}
+	db, err := sql.Open("sqlite", dsn(path, "_txlock=immediate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateTo(t.Context(), db, ms[:i]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO agents (id, labels, secret_hash)
+		VALUES ('a1', '{"room":"lab","env":"prod"}', x'00'), ('a2', '{"room":"lab"}', x'00')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := openPath(t, path)
+	if got := listedIDs(t, s, fleet.AgentFilter{Labels: map[string]string{"room": "lab", "env": "prod"}}); got != "a1" {
+		t.Errorf("got %q, want a1", got)
+	}
+	if got := listedIDs(t, s, fleet.AgentFilter{Labels: map[string]string{"room": "lab"}}); got != "a1 a2" {
+		t.Errorf("got %q, want a1 a2", got)
+	}
+}

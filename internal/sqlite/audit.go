@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/home-console/client-manager/internal/fleet"
@@ -18,14 +19,39 @@ func scanAudit(sc scanner) (fleet.AuditEntry, error) {
 	return e, err
 }
 
-// AppendAudit appends e to the audit log. The store assigns e.ID; the
-// caller's value is ignored.
-func (s *Store) AppendAudit(ctx context.Context, e fleet.AuditEntry) error {
-	_, err := s.writer.ExecContext(ctx, `INSERT INTO audit (time, actor, role, source, action, target, result, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		encodeTime(e.Time), e.Actor, e.Role, e.Source, e.Action, e.Target, e.Result, e.Detail)
+// AppendAudit appends e to the audit log and returns the id the store
+// assigned to it; the caller's e.ID is ignored.
+func (s *Store) AppendAudit(ctx context.Context, e fleet.AuditEntry) (int64, error) {
+	var id int64
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		var err error
+		id, err = insertAudit(ctx, tx, e)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("sqlite: append audit %s %s: %w", e.Action, e.Target, err)
+		return 0, fmt.Errorf("sqlite: append audit %s %s: %w", e.Action, e.Target, err)
+	}
+	return id, nil
+}
+
+// insertAudit appends e in tx and returns its id.
+func insertAudit(ctx context.Context, tx *sql.Tx, e fleet.AuditEntry) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO audit (time, actor, role, source, action, target, result, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		encodeTime(e.Time), e.Actor, e.Role, e.Source, e.Action, e.Target, e.Result, e.Detail).Scan(&id)
+	return id, err
+}
+
+// FinishAudit sets the result and detail of the audit entry id, or
+// returns fleet.ErrNotFound.
+func (s *Store) FinishAudit(ctx context.Context, id int64, result, detail string) error {
+	res, err := s.exec(ctx, `UPDATE audit SET result = ?, detail = ? WHERE id = ?`, result, detail, id)
+	if err == nil {
+		err = affected(res)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: finish audit %d: %w", id, err)
 	}
 	return nil
 }

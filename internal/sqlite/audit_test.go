@@ -19,10 +19,11 @@ func TestAudit(t *testing.T) {
 	}
 	for i, e := range entries {
 		e.ID = 99 // ignored
-		if err := s.AppendAudit(ctx, e); err != nil {
-			t.Fatal(err)
+		id, err := s.AppendAudit(ctx, e)
+		if err != nil || id != int64(i+1) {
+			t.Fatalf("AppendAudit = %d, %v; want id %d", id, err, i+1)
 		}
-		entries[i].ID = int64(i + 1)
+		entries[i].ID = id
 	}
 	e := func(i ...int) []fleet.AuditEntry {
 		out := []fleet.AuditEntry{}
@@ -55,4 +56,23 @@ func TestAudit(t *testing.T) {
 			t.Errorf("%s: got %+v total %d, want %+v total %d", tt.name, got, total, tt.want, tt.wantTotal)
 		}
 	}
+}
+
+// TestFinishAudit: an entry appended pending gets its outcome later; an
+// unknown id is fleet.ErrNotFound.
+func TestFinishAudit(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	id, err := s.AppendAudit(ctx, fleet.AuditEntry{Time: at(0), Actor: "op", Action: "POST /api/commands/:id", Result: fleet.AuditPending})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishAudit(ctx, id, "202", `"uname"`); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.ListAudit(ctx, fleet.AuditFilter{})
+	if err != nil || len(got) != 1 || got[0].Result != "202" || got[0].Detail != `"uname"` || got[0].Actor != "op" {
+		t.Fatalf("entries %+v, %v", got, err)
+	}
+	wantErr(t, "finish unknown", s.FinishAudit(ctx, id+1, "200", ""), fleet.ErrNotFound)
 }

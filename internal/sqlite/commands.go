@@ -42,7 +42,7 @@ func scanCommand(sc scanner) (fleet.Command, error) {
 func (s *Store) CreateCommand(ctx context.Context, c fleet.Command) error {
 	args, err := encodeJSON(c.Args, "[]")
 	if err == nil {
-		_, err = s.writer.ExecContext(ctx, `INSERT INTO commands (`+commandColumns+`)
+		_, err = s.exec(ctx, `INSERT INTO commands (`+commandColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.ID, c.AgentID, c.Command, args, c.Timeout.Milliseconds(), c.Status, c.RequestedBy,
 			c.BatchID, encodeTime(c.ExpiresAt), encodeTime(c.CreatedAt), encodeTime(c.DispatchedAt),
@@ -217,7 +217,7 @@ func (s *Store) ExpireCommands(ctx context.Context, now time.Time) ([]fleet.Comm
 // PruneCommands deletes the terminal commands finished before cutoff (or,
 // lacking a finish time, created before it) and returns how many.
 func (s *Store) PruneCommands(ctx context.Context, cutoff time.Time) (int, error) {
-	res, err := s.writer.ExecContext(ctx, `DELETE FROM commands WHERE status NOT IN `+liveStatuses+`
+	res, err := s.exec(ctx, `DELETE FROM commands WHERE status NOT IN `+liveStatuses+`
 		AND coalesce(finished_at, created_at) < ?`, encodeTime(cutoff))
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: prune commands: %w", err)

@@ -23,7 +23,7 @@ func scanOperatorToken(sc scanner) (fleet.OperatorToken, error) {
 // CreateOperatorToken stores t. A token with the same id or hash is
 // fleet.ErrConflict.
 func (s *Store) CreateOperatorToken(ctx context.Context, t fleet.OperatorToken) error {
-	_, err := s.writer.ExecContext(ctx, `INSERT INTO operator_tokens (`+operatorTokenColumns+`)
+	_, err := s.exec(ctx, `INSERT INTO operator_tokens (`+operatorTokenColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Name, t.Role, t.Hash, encodeTime(t.CreatedAt), t.CreatedBy,
 		encodeTime(t.ExpiresAt), encodeTime(t.RevokedAt))
@@ -61,7 +61,7 @@ func (s *Store) ListOperatorTokens(ctx context.Context) ([]fleet.OperatorToken, 
 // RevokeOperatorToken marks a token revoked, keeping the first revocation
 // time, or returns fleet.ErrNotFound.
 func (s *Store) RevokeOperatorToken(ctx context.Context, id string, at time.Time) error {
-	res, err := s.writer.ExecContext(ctx, `UPDATE operator_tokens SET revoked_at = coalesce(revoked_at, ?)
+	res, err := s.exec(ctx, `UPDATE operator_tokens SET revoked_at = coalesce(revoked_at, ?)
 		WHERE id = ?`, encodeTime(at), id)
 	if err == nil {
 		err = affected(res)

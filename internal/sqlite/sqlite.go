@@ -6,6 +6,11 @@
 // lock; write transactions begin IMMEDIATE and every connection waits up to
 // busyTimeout for a lock held by another process. Reads use a separate pool
 // of read-only connections and never wait for the writer.
+//
+// A write the disk refuses (full, I/O error, read-only) returns an error
+// matching fleet.ErrStorageUnavailable that says why; Writable reports
+// whether the latest write succeeded, and Watch probes the disk with a
+// tiny write to keep that current while the store is idle or failing.
 package sqlite
 
 import (
@@ -38,6 +43,7 @@ var _ fleet.Store = (*Store)(nil)
 type Store struct {
 	writer *sql.DB // one connection, BEGIN IMMEDIATE
 	reader *sql.DB // query_only connections
+	health writeHealth
 }
 
 // Open opens the database at path, creating it and its parent directory
@@ -113,22 +119,27 @@ func dsn(path, extra string) string {
 		"journal_mode(WAL)",
 		"synchronous(NORMAL)",
 		"foreign_keys(ON)",
+		// Cut the WAL file back to what it holds after each checkpoint:
+		// its space goes back to the disk, and on a full disk the next
+		// write needs new space, so the failure shows at once.
+		"journal_size_limit(0)",
 	}}
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode() + "&" + extra}
 	return u.String()
 }
 
-// update runs fn in a write transaction on the writer connection.
+// update runs fn in a write transaction on the writer connection. Its
+// error passes through observe.
 func (s *Store) update(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return s.observe(err)
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
-		return err
+		return s.observe(err)
 	}
-	return tx.Commit()
+	return s.observe(tx.Commit())
 }
 
 // view runs fn in a read transaction, which sees one snapshot of the

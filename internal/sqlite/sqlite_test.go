@@ -48,7 +48,7 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	path := filepath.Join(dir, "fleet.db")
 	s := openPath(t, path)
-	if err := s.AppendAudit(t.Context(), fleet.AuditEntry{Action: "x"}); err != nil {
+	if _, err := s.AppendAudit(t.Context(), fleet.AuditEntry{Action: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]os.FileMode{
@@ -85,7 +85,7 @@ func TestOpenTightensExistingFile(t *testing.T) {
 func TestOpenEscapesPath(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "odd ?#%& dir", "fleet?x=1.db")
 	s := openPath(t, path)
-	if err := s.AppendAudit(t.Context(), fleet.AuditEntry{Action: "x"}); err != nil {
+	if _, err := s.AppendAudit(t.Context(), fleet.AuditEntry{Action: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -96,7 +96,7 @@ func TestOpenEscapesPath(t *testing.T) {
 func TestOpenRelativePath(t *testing.T) {
 	t.Chdir(t.TempDir())
 	s := openPath(t, filepath.Join("data", "cm.db"))
-	if err := s.AppendAudit(t.Context(), fleet.AuditEntry{Action: "x"}); err != nil {
+	if _, err := s.AppendAudit(t.Context(), fleet.AuditEntry{Action: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join("data", "cm.db")); err != nil {
@@ -119,6 +119,7 @@ func TestPragmas(t *testing.T) {
 			{"busy_timeout", "5000"},
 			{"foreign_keys", "1"},
 			{"synchronous", "1"},
+			{"journal_size_limit", "0"},
 			{"query_only", pool.queryOnly},
 		} {
 			var got string
@@ -332,7 +333,7 @@ func TestTwoStoresOneFile(t *testing.T) {
 			wg.Go(func() {
 				for i := range 100 {
 					e := fleet.AuditEntry{Time: at(0), Action: fmt.Sprintf("%d-%d-%d", n, w, i)}
-					if err := s.AppendAudit(ctx, e); err != nil {
+					if _, err := s.AppendAudit(ctx, e); err != nil {
 						errs <- err
 						return
 					}

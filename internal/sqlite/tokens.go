@@ -24,7 +24,7 @@ func scanToken(sc scanner) (fleet.EnrollmentToken, error) {
 // CreateEnrollmentToken stores t. A token with the same id or hash already
 // stored is fleet.ErrConflict. A zero t.ExpiresAt never expires.
 func (s *Store) CreateEnrollmentToken(ctx context.Context, t fleet.EnrollmentToken) error {
-	_, err := s.writer.ExecContext(ctx, `INSERT INTO enrollment_tokens (`+tokenColumns+`)
+	_, err := s.exec(ctx, `INSERT INTO enrollment_tokens (`+tokenColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Name, t.Hash, encodeTime(t.ExpiresAt), t.UsesLeft, encodeTime(t.CreatedAt), t.CreatedBy)
 	if err != nil {
@@ -33,22 +33,18 @@ func (s *Store) CreateEnrollmentToken(ctx context.Context, t fleet.EnrollmentTok
 	return nil
 }
 
-// UseEnrollmentToken atomically spends one use of the token whose hash is
-// hash and returns the token as it is after that, or returns
-// fleet.ErrTokenInvalid if the token is unknown, used up, or expires at or
-// before now.
-func (s *Store) UseEnrollmentToken(ctx context.Context, hash []byte, now time.Time) (fleet.EnrollmentToken, error) {
-	row := s.writer.QueryRowContext(ctx, `UPDATE enrollment_tokens SET uses_left = uses_left - 1
+// useToken spends one use of the token whose hash is hash in tx and
+// returns the token as it is after that, or returns fleet.ErrTokenInvalid
+// if the token is unknown, used up, or expires at or before now.
+func useToken(ctx context.Context, tx *sql.Tx, hash []byte, now time.Time) (fleet.EnrollmentToken, error) {
+	row := tx.QueryRowContext(ctx, `UPDATE enrollment_tokens SET uses_left = uses_left - 1
 		WHERE hash = ? AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?)
 		RETURNING `+tokenColumns, hash, encodeTime(now))
 	t, err := scanToken(row)
-	if err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			err = fleet.ErrTokenInvalid
-		}
-		return fleet.EnrollmentToken{}, fmt.Errorf("sqlite: use enrollment token: %w", err)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fleet.EnrollmentToken{}, fleet.ErrTokenInvalid
 	}
-	return t, nil
+	return t, err
 }
 
 // ListEnrollmentTokens returns all tokens, used up and expired ones
@@ -64,7 +60,7 @@ func (s *Store) ListEnrollmentTokens(ctx context.Context) ([]fleet.EnrollmentTok
 
 // DeleteEnrollmentToken removes a token, or returns fleet.ErrNotFound.
 func (s *Store) DeleteEnrollmentToken(ctx context.Context, id string) error {
-	res, err := s.writer.ExecContext(ctx, `DELETE FROM enrollment_tokens WHERE id = ?`, id)
+	res, err := s.exec(ctx, `DELETE FROM enrollment_tokens WHERE id = ?`, id)
 	if err == nil {
 		err = affected(res)
 	}

@@ -1,7 +1,9 @@
 package sqlite
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -25,13 +27,13 @@ func TestEnrollmentTokens(t *testing.T) {
 	}
 	checkTokens(t, s, newer, older)
 
-	got, err := s.UseEnrollmentToken(ctx, []byte("h1"), at(time.Minute))
+	got, err := enroll(s, "a1", "h1", at(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	older.UsesLeft = 1
 	if !reflect.DeepEqual(got, older) {
-		t.Errorf("UseEnrollmentToken = %+v, want %+v", got, older)
+		t.Errorf("EnrollAgent = %+v, want %+v", got, older)
 	}
 	checkTokens(t, s, newer, older)
 
@@ -40,7 +42,7 @@ func TestEnrollmentTokens(t *testing.T) {
 	}
 	wantErr(t, "second delete", s.DeleteEnrollmentToken(ctx, "t2"), fleet.ErrNotFound)
 	checkTokens(t, s, older)
-	_, err = s.UseEnrollmentToken(ctx, []byte("h2"), at(0))
+	_, err = enroll(s, "a2", "h2", at(0))
 	wantErr(t, "use of deleted token", err, fleet.ErrTokenInvalid)
 }
 
@@ -68,6 +70,16 @@ func TestCreateEnrollmentTokenConflict(t *testing.T) {
 	wantErr(t, "same hash", s.CreateEnrollmentToken(t.Context(), sameHash), fleet.ErrConflict)
 }
 
+// enroll enrolls agent id with the token whose hash is hash at now.
+func enroll(s *Store, id, hash string, now time.Time) (fleet.EnrollmentToken, error) {
+	return s.EnrollAgent(context.Background(), fleet.Enrollment{
+		TokenHash: []byte(hash), At: now, Agent: fleet.Agent{ID: id, FirstSeen: now}, SecretHash: []byte("s"),
+		Audit: func(tok fleet.EnrollmentToken) fleet.AuditEntry {
+			return fleet.AuditEntry{Time: now, Actor: "enrollment-token:" + tok.ID, Action: "agent.enroll", Target: id}
+		},
+	})
+}
+
 func TestUseEnrollmentToken(t *testing.T) {
 	expires := at(time.Hour)
 	tests := []struct {
@@ -93,8 +105,8 @@ func TestUseEnrollmentToken(t *testing.T) {
 			if err := s.CreateEnrollmentToken(t.Context(), tok); err != nil {
 				t.Fatal(err)
 			}
-			_, err := s.UseEnrollmentToken(t.Context(), []byte(tt.hash), tt.now)
-			wantErr(t, "UseEnrollmentToken", err, tt.want)
+			_, err := enroll(s, "a", tt.hash, tt.now)
+			wantErr(t, "EnrollAgent", err, tt.want)
 			tokens, err := s.ListEnrollmentTokens(t.Context())
 			if err != nil {
 				t.Fatal(err)
@@ -116,9 +128,9 @@ func TestUseEnrollmentTokenConcurrent(t *testing.T) {
 	}
 	var ok, invalid atomic.Int32
 	var wg sync.WaitGroup
-	for range users {
+	for i := range users {
 		wg.Go(func() {
-			_, err := s.UseEnrollmentToken(ctx, []byte("h"), at(0))
+			_, err := enroll(s, fmt.Sprintf("a%d", i), "h", at(0))
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -133,4 +145,40 @@ func TestUseEnrollmentTokenConcurrent(t *testing.T) {
 	if ok.Load() != uses || invalid.Load() != users-uses {
 		t.Errorf("%d uses succeeded and %d were refused, want %d and %d", ok.Load(), invalid.Load(), uses, users-uses)
 	}
+}
+
+// TestEnrollAgentIsOneTransaction: an enrollment writes the token's use,
+// the agent and its audit entry together; when the audit entry cannot be
+// written, none of them is (the token keeps its use).
+func TestEnrollAgentIsOneTransaction(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	if err := s.CreateEnrollmentToken(ctx, fleet.EnrollmentToken{ID: "t", Name: "n", Hash: []byte("h"), UsesLeft: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.writer.ExecContext(ctx, `CREATE TEMP TRIGGER no_audit BEFORE INSERT ON audit
+		BEGIN SELECT RAISE(ABORT, 'audit refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enroll(s, "refused", "h", at(0)); err == nil {
+		t.Fatal("enrollment succeeded without its audit entry")
+	}
+	if _, err := s.Agent(ctx, "refused"); !errors.Is(err, fleet.ErrNotFound) {
+		t.Errorf("agent of the refused enrollment: %v, want not found", err)
+	}
+	if _, err := s.writer.ExecContext(ctx, `DROP TRIGGER temp.no_audit`); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := enroll(s, "a1", "h", at(0))
+	if err != nil || tok.UsesLeft != 1 || tok.ID != "t" {
+		t.Fatalf("enroll = %+v, %v; want token t with 1 use left (the refused one spent none)", tok, err)
+	}
+	entries, _, err := s.ListAudit(ctx, fleet.AuditFilter{})
+	if err != nil || len(entries) != 1 || entries[0].Target != "a1" || entries[0].Actor != "enrollment-token:t" {
+		t.Fatalf("audit = %+v, %v", entries, err)
+	}
+	if _, err := s.Agent(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "same agent id", func() error { _, err := enroll(s, "a1", "h", at(0)); return err }(), fleet.ErrConflict)
 }
