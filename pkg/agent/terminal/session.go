@@ -60,6 +60,11 @@ func (s *Session) Read(p []byte) (int, error) {
 // it returns an error wrapping [ErrClosed]. Only one goroutine should Write
 // at a time.
 func (s *Session) Write(p []byte) (int, error) {
+	select {
+	case <-s.exited:
+		return 0, ErrClosed
+	default:
+	}
 	s.touch()
 	n, err := s.pty.Write(p)
 	if err != nil {

@@ -72,6 +72,9 @@ func TestExitCode(t *testing.T) {
 		t.Fatal("Read never reached the end after the shell exited")
 	}
 	tm.expect(t, `\bbye\r\n`) // the output written just before the exit
+	if _, err := tm.Write([]byte("x")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Write after the exit: %v, want ErrClosed", err)
+	}
 }
 
 // startFamily starts, in the session, background jobs (one ignoring
