@@ -56,6 +56,8 @@ var layers = map[string]layer{
 	"internal/testbin":      shared,
 	"internal/version":      shared,
 	"pkg/agentproto":        shared,
+	"pkg/agent/files":       shared, // file access under roots; pkg/agent wires it
+	"pkg/agent/terminal":    shared, // PTY sessions; pkg/agent wires it
 	"pkg/pluginproto":       shared,
 	"pkg/pluginproto/proto": shared,
 
@@ -89,6 +91,7 @@ var owners = map[string][]string{
 	"github.com/coder/websocket":     {"internal/hub", "pkg/agent"},
 	"modernc.org/sqlite":             {"internal/sqlite"},
 	"github.com/hashicorp/go-plugin": {"internal/supervisor", "pkg/pluginproto"},
+	"github.com/creack/pty":          {"pkg/agent/terminal"},
 }
 
 // pkg is the part of `go list -json` this test reads.
