@@ -113,6 +113,17 @@ func restCases() []badCase {
 	}
 }
 
+// selectorCases: label selectors beyond the limit (64 entries) on both
+// routes that take one.
+func selectorCases() []badCase {
+	return []badCase{
+		restCall("list with a 65-label selector", "GET", "/api/clients?"+labelQuery(maxSelector+1), "admin", "", 400, "selector_too_large"),
+		restCall("list with a 1,000-label selector", "GET", "/api/clients?"+labelQuery(1000), "admin", "", 400, "selector_too_large"),
+		restCall("batch with a 65-label selector", "POST", "/api/commands", "admin", labelBatch(maxSelector+1), 400, "selector_too_large"),
+		restCall("batch with a 1,000-label selector", "POST", "/api/commands", "admin", labelBatch(1000), 400, "selector_too_large"),
+	}
+}
+
 // checkRequestFlood: 300 concurrent requests with one token exceed its
 // burst; the excess gets 429 with Retry-After, and other callers are not
 // affected.

@@ -26,7 +26,7 @@ func TestBadInput(t *testing.T) {
 	t.Parallel()
 	s := newBadSuite(t)
 	var cases []badCase
-	for _, group := range [][]badCase{adminCases(), manifestCases(), restCases(), wsCases()} {
+	for _, group := range [][]badCase{adminCases(), manifestCases(), restCases(), selectorCases(), wsCases()} {
 		cases = append(cases, group...)
 	}
 	seen := map[string]bool{}

@@ -47,6 +47,8 @@ func BenchmarkListAgents(b *testing.B) {
 		{"first page", fleet.AgentFilter{}},
 		{"last page", fleet.AgentFilter{Offset: n - 100}},
 		{"label", fleet.AgentFilter{Labels: map[string]string{"room": "attic"}}},
+		{"two labels", fleet.AgentFilter{Labels: map[string]string{"room": "attic", "env": "prod"}}},
+		{"64 labels", fleet.AgentFilter{Labels: manyLabels(64)}},
 		{"text", fleet.AgentFilter{Text: "HOST-0999"}},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
