@@ -15,7 +15,7 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT)
 # Fuzz targets as package-dir:FuzzName; their seed corpora are in
 # <package>/testdata/fuzz/<FuzzName>/.
-FUZZ_TARGETS := internal/manifest:FuzzLoad internal/hub:FuzzDecodeFrame internal/api:FuzzDecodeBody
+FUZZ_TARGETS := internal/strictjson:FuzzDecode internal/manifest:FuzzLoad internal/hub:FuzzDecodeFrame internal/api:FuzzDecodeBody
 FUZZTIME     ?= 30s
 
 .PHONY: all build run test fuzz bench load lint proto clean
@@ -42,9 +42,10 @@ test: build
 fuzz:
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
-# Benchmarks of the store and the agent hub (figures in docs/performance.md).
+# Benchmarks of the store, the agent hub and the strict JSON decoder
+# (figures in docs/performance.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/sqlite/ ./internal/hub/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/sqlite/ ./internal/hub/ ./internal/strictjson/
 
 # AGENTS simulated agents against one client manager: RSS per agent and
 # connect rate; STORM=1 also measures a reconnect storm (docs/performance.md).

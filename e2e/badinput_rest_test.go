@@ -214,3 +214,88 @@ func checkRefusedAudit(t *testing.T, s *badSuite) {
 		t.Fatalf("refused command audited: %v, enrollment audited as 201/enrollment: %v", refused, enrolled)
 	}
 }
+
+// strictRESTCases are bodies and queries the strict decoding refuses
+// (internal/strictjson, internal/api query checks); each also shows that
+// nothing of the refused request was acted on.
+func strictRESTCases() []badCase {
+	const async = "/api/commands/{agent}/async"
+	return []badCase{
+		refusedCommand("duplicate command key", async, `{"command":"echo","command":"uname","queue_if_offline":true}`),
+		refusedCommand("field name in the wrong case", async, `{"Command":"uname","queue_if_offline":true}`),
+		refusedCommand("field name with a long s", async, `{"command":"uname","argſ":["-a"],"queue_if_offline":true}`),
+		refusedCommand("invalid UTF-8 argument", async, "{\"command\":\"echo\",\"args\":[\"caf\xe9\"],\"queue_if_offline\":true}"),
+		refusedCommand("lone surrogate argument", async, `{"command":"echo","args":["\ud800"],"queue_if_offline":true}`),
+		refusedCommand("timeout 1e-300 seconds", async, `{"command":"uname","timeout":1e-300,"queue_if_offline":true}`),
+		refusedCommand("ttl 0.1ns", async, `{"command":"uname","ttl":"0.1ns","queue_if_offline":true}`),
+		refusedCommand("duplicate key in a batch's labels", "/api/commands", `{"labels":{"role":"web","role":"db"},"command":"uname","queue_if_offline":true}`),
+		refusedCommand("batch ids in the wrong case", "/api/commands", `{"Client_IDs":["{agent}"],"command":"uname","queue_if_offline":true}`),
+		{"rest", "duplicate role key", func(t *testing.T, s *badSuite) {
+			a := s.api(t, "POST", "/api/tokens", "admin", `{"name":"dup-role","role":"viewer","role":"admin"}`)
+			s.expectMessage(t, a, 400, "invalid_json", `duplicate key "role"`)
+			var list struct{ Items []struct{ Name string } }
+			s.mustJSON(t, s.api(t, "GET", "/api/tokens", "admin", ""), http.StatusOK, &list)
+			for _, it := range list.Items {
+				if it.Name == "dup-role" {
+					t.Fatal("the refused request created a token")
+				}
+			}
+		}},
+		restCall("enrollment token with two uses keys", "POST", "/api/enrollment-tokens", "admin", `{"uses":1,"uses":100000}`, 400, "invalid_json"),
+		enrollCall("enrollment with two token keys", `{"token":"cmet_x","token":"cmet_y"}`, 400, "invalid_json"),
+		enrollCall("enrollment token key in the wrong case", `{"Token":"cmet_x"}`, 400, "invalid_json"),
+		queryCall("unknown command status", "/api/commands?status=bogus", `status "bogus" is not a command status`),
+		queryCall("misspelt query parameter", "/api/commands?stauts=failed", `unknown query parameter "stauts"`),
+		queryCall("repeated query parameter", "/api/clients?status=online&status=offline", "given more than once"),
+		queryCall("include_revoked=yes", "/api/clients?include_revoked=yes", "include_revoked must be true or false"),
+		queryCall("query value not UTF-8", "/api/audit?actor=%ff", `query parameter "actor" is not valid UTF-8`),
+		queryCall("unknown event type", "/api/events?types=bogus", `types entry "bogus" is not a prefix of any event type`),
+		{"rest", "revoke=yes", func(t *testing.T, s *badSuite) {
+			a := s.api(t, "DELETE", "/api/clients/"+s.agentID+"?revoke=yes", "admin", "")
+			s.expectMessage(t, a, 400, "invalid_query", "revoke must be true or false")
+			var agent struct{ Revoked bool }
+			if s.mustJSON(t, s.api(t, "GET", "/api/clients/"+s.agentID, "admin", ""), http.StatusOK, &agent); agent.Revoked {
+				t.Fatal("the refused request revoked the agent")
+			}
+		}},
+	}
+}
+
+// refusedCommand posts a command body as admin, expects 400 invalid_json,
+// and checks that the suite's agent got no command from it.
+func refusedCommand(name, path, body string) badCase {
+	return badCase{"rest", name, func(t *testing.T, s *badSuite) {
+		before := s.commandCount(t)
+		a := s.api(t, "POST", strings.ReplaceAll(path, "{agent}", s.agentID), "admin", strings.ReplaceAll(body, "{agent}", s.agentID))
+		s.expect(t, a, 400, "invalid_json")
+		if after := s.commandCount(t); after != before {
+			t.Fatalf("the refused request created %d command(s)", after-before)
+		}
+	}}
+}
+
+// queryCall is a GET refused with 400 invalid_query and a message
+// containing message.
+func queryCall(name, path, message string) badCase {
+	return badCase{"rest", name, func(t *testing.T, s *badSuite) {
+		s.expectMessage(t, s.api(t, "GET", path, "admin", ""), 400, "invalid_query", message)
+	}}
+}
+
+// commandCount is how many commands the suite's agent has.
+func (s *badSuite) commandCount(t *testing.T) int {
+	t.Helper()
+	var page struct{ Total int }
+	s.mustJSON(t, s.api(t, "GET", "/api/commands?limit=1&client_id="+s.agentID, "admin", ""), http.StatusOK, &page)
+	return page.Total
+}
+
+// expectMessage is expect, and the error message contains message.
+func (s *badSuite) expectMessage(t *testing.T, a answer, status int, code, message string) {
+	t.Helper()
+	s.expect(t, a, status, code)
+	var e struct{ Error struct{ Message string } }
+	if err := json.Unmarshal(a.body, &e); err != nil || !strings.Contains(e.Error.Message, message) {
+		t.Fatalf("message %q, want it to contain %q", e.Error.Message, message)
+	}
+}

@@ -26,7 +26,7 @@ func TestBadInput(t *testing.T) {
 	t.Parallel()
 	s := newBadSuite(t)
 	var cases []badCase
-	for _, group := range [][]badCase{adminCases(), manifestCases(), restCases(), selectorCases(), wsCases()} {
+	for _, group := range [][]badCase{adminCases(), manifestCases(), strictRESTCases(), restCases(), selectorCases(), wsCases(), strictWSCases()} {
 		cases = append(cases, group...)
 	}
 	seen := map[string]bool{}
@@ -111,6 +111,9 @@ func defectivePlugins(t *testing.T) string {
 		"m_malformed":      `{"name":"m_malformed","version":"1.0.0",`,
 		"m_unknown_field":  ok("m_unknown_field", `,"shell":"sh -c"`),
 		"m_wrong_type":     `{"name":"m_wrong_type","version":1,"command":"` + flakyBin + `"}`,
+		"m_dup_key":        `{"name":"m_dup_key","version":"1.0.0","command":"` + flakyBin + `","command":"/bin/sh"}`,
+		"m_wrong_case":     ok("m_wrong_case", `,"Enabled":false`),
+		"m_bad_utf8":       ok("m_bad_utf8", ",\"description\":\"caf\xe9\""),
 		"m_bad_semver":     `{"name":"m_bad_semver","version":"1.2","command":"` + flakyBin + `"}`,
 		"m_no_command":     `{"name":"m_no_command","version":"1.0.0"}`,
 		"m_not_executable": `{"name":"m_not_executable","version":"1.0.0","command":"data.txt"}`,

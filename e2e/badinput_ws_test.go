@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -164,4 +165,78 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// strictWSCases are agent frames the strict decoding refuses with 1007.
+func strictWSCases() []badCase {
+	text := func(frame string) func(context.Context, *hubtest.Agent) error {
+		return write(websocket.MessageText, frame)
+	}
+	return []badCase{
+		session("duplicate type key", true, text(`{"type":"heartbeat","type":"hello","data":{}}`), agentproto.CloseInvalidData),
+		session("type key in the wrong case", true, text(`{"Type":"heartbeat","id":"x"}`), agentproto.CloseInvalidData),
+		session("duplicate key deep in unknown data", true, text(`{"type":"heartbeat","data":{"x":[{"k":1,"k":2}]}}`), agentproto.CloseInvalidData),
+		session("invalid UTF-8 in a frame", true, text("{\"type\":\"heartbeat\",\"id\":\"\xff\"}"), agentproto.CloseInvalidData),
+		session("lone surrogate in a frame", true, text(`{"type":"heartbeat","id":"\udc00"}`), agentproto.CloseInvalidData),
+		session("hello with two hostnames", false, text(`{"type":"hello","data":{"hostname":"a","hostname":"b"}}`), agentproto.CloseInvalidData),
+		refusedResult("result with two statuses", `{"command_id":%q,"status":"failed","status":"completed","exit_code":0}`),
+		refusedResult("result with a status key in the wrong case", `{"command_id":%q,"Status":"completed","exit_code":0}`),
+		replyCall("output on an unknown stream", `{"type":"command_output","id":"o1","data":{"command_id":"cmd_x","stream":"stdin","data":"x"}}`, "invalid_data"),
+	}
+}
+
+// refusedResult runs a command on the suite's agent, answers it with a
+// command_result whose data (dataFormat with the command id) breaks the
+// strictness rules, and expects close 1007 with the command not finished:
+// the refused result was not stored. A proper result sent after
+// reconnecting is then stored as usual.
+func refusedResult(name, dataFormat string) badCase {
+	return badCase{"websocket", name, func(t *testing.T, s *badSuite) {
+		ctx := ctxFor(t, 10*time.Second)
+		a := s.connect(t, ctx, true)
+		id := s.startCommand(t, a)
+		frame := `{"type":"command_result","id":"r1","data":` + fmt.Sprintf(dataFormat, id) + `}`
+		if err := a.Conn.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+		if code, reason := a.CloseStatus(ctx); code != agentproto.CloseInvalidData || !strings.HasPrefix(reason, "frame refused: ") {
+			t.Fatalf("closed with %d %q, want %d frame refused", code, reason, agentproto.CloseInvalidData)
+		}
+		if st := s.commandStatus(t, id); st != "dispatched" && st != "running" {
+			t.Fatalf("command %s is %s after the refused result, want it still live", id, st)
+		}
+		again := s.connect(t, ctx, true)
+		now := time.Now().UTC()
+		res := agentproto.CommandResult{CommandID: id, Status: agentproto.ResultCompleted, StartedAt: now, FinishedAt: now}
+		if err := again.Send(ctx, agentproto.TypeCommandResult, "r2", res); err != nil {
+			t.Fatal(err)
+		}
+		again.Expect(t, agentproto.TypeResultAck, nil, agentproto.TypeCommandRequest, agentproto.TypeCommandCancel)
+		if st := s.commandStatus(t, id); st != "completed" {
+			t.Fatalf("command %s is %s after a proper result, want completed", id, st)
+		}
+	}}
+}
+
+// startCommand submits a command to the suite's agent, connected as a,
+// and returns its id once a has received it.
+func (s *badSuite) startCommand(t *testing.T, a *hubtest.Agent) string {
+	t.Helper()
+	var cmd struct{ ID string }
+	s.mustJSON(t, s.api(t, "POST", "/api/commands/"+s.agentID+"/async", "admin", `{"command":"uname"}`), http.StatusAccepted, &cmd)
+	for {
+		var req agentproto.CommandRequest
+		a.Expect(t, agentproto.TypeCommandRequest, &req, agentproto.TypeCommandCancel)
+		if req.CommandID == cmd.ID {
+			return cmd.ID
+		}
+	}
+}
+
+// commandStatus is the status of command id.
+func (s *badSuite) commandStatus(t *testing.T, id string) string {
+	t.Helper()
+	var cmd struct{ Status string }
+	s.mustJSON(t, s.api(t, "GET", "/api/commands/"+id, "admin", ""), http.StatusOK, &cmd)
+	return cmd.Status
 }

@@ -6,7 +6,6 @@ package api
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/ratelimit"
+	"github.com/home-console/client-manager/internal/strictjson"
 )
 
 // Presence tells which agents are connected and disconnects them. Its
@@ -97,9 +97,9 @@ type Server struct {
 // Register adds the API's routes to r.
 func (s *Server) Register(r gin.IRouter) {
 	g := r.Group("/api", s.audited, s.authenticate, s.checkOrigin)
-	view := g.Group("", s.require(access.RoleViewer), s.beginAudit)
-	op := g.Group("", s.require(access.RoleOperator), s.beginAudit)
-	admin := g.Group("", s.require(access.RoleAdmin), s.beginAudit)
+	view := g.Group("", s.require(access.RoleViewer), s.beginAudit, s.checkQuery)
+	op := g.Group("", s.require(access.RoleOperator), s.beginAudit, s.checkQuery)
+	admin := g.Group("", s.require(access.RoleAdmin), s.beginAudit, s.checkQuery)
 
 	view.GET("/clients", s.listAgents)
 	view.GET("/clients/:id", s.getAgent)
@@ -151,7 +151,7 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 		s.failf(c, codeRequestTimeout, "request body not received within %s", timeout)
 	case errors.As(err, &tooBig):
 		s.failf(c, codeBodyTooLarge, "request body exceeds %d bytes", tooBig.Limit)
-	case errors.Is(err, io.EOF):
+	case errors.Is(err, strictjson.ErrEmpty):
 		s.failf(c, codeInvalidJSON, "request body is empty; a JSON object is required")
 	default:
 		s.failf(c, codeInvalidJSON, "request body: %v", err)
@@ -159,24 +159,17 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 	return false
 }
 
-// decodeStrict decodes exactly one JSON value from r into v: unknown
-// fields, wrong types and trailing data are errors; an empty body is
-// io.EOF, and read errors (such as *http.MaxBytesError) are returned as
-// they are.
+// decodeStrict reads r to its end and decodes it into v with
+// strictjson.Decode: one JSON value of v's fields, each key once and
+// spelled exactly, valid UTF-8, numbers in range, nothing after it. An
+// empty body is strictjson.ErrEmpty; read errors (such as
+// *http.MaxBytesError) are returned as they are.
 func decodeStrict(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
 		return err
 	}
-	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return err
-		}
-		return errors.New("unexpected data after the JSON object")
-	}
-	return nil
+	return strictjson.Decode(data, v)
 }
 
 // Paging of every list route: limit defaults to defaultLimit and may be

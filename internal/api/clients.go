@@ -79,7 +79,9 @@ func (s *Server) listAgents(c *gin.Context) {
 		return
 	}
 	if status == "" {
-		f.IncludeRevoked = c.Query("include_revoked") == "true"
+		if f.IncludeRevoked, ok = s.boolParam(c, "include_revoked"); !ok {
+			return
+		}
 		f.Limit, f.Offset = limit, offset
 		agents, total, err := s.Store.ListAgents(c.Request.Context(), f)
 		if err != nil {
@@ -104,6 +106,9 @@ func labelSelector(params []string) (map[string]string, error) {
 		k, v, found := strings.Cut(l, "=")
 		if !found || k == "" {
 			return nil, fleet.Errorf(codeInvalidQuery, "label must be key=value")
+		}
+		if _, dup := labels[k]; dup {
+			return nil, fleet.Errorf(codeInvalidQuery, "label %s is given more than once", quoteParam(k))
 		}
 		labels[k] = v
 	}
@@ -174,13 +179,16 @@ func (s *Server) getAgent(c *gin.Context) {
 // disconnects the agent and, with revoke, revokes its credential so it
 // cannot reconnect.
 func (s *Server) deleteAgent(c *gin.Context) {
+	revoke, ok := s.boolParam(c, "revoke")
+	if !ok {
+		return
+	}
 	id := c.Param("id")
 	ctx := c.Request.Context()
 	if _, err := s.Store.Agent(ctx, id); err != nil {
 		s.storeError(c, "client", err)
 		return
 	}
-	revoke := c.Query("revoke") == "true"
 	if revoke {
 		p, _ := access.From(c)
 		if err := s.Enrollment.Revoke(ctx, id, p.Name); err != nil {

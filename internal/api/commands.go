@@ -21,28 +21,40 @@ import (
 const maxWait = 5 * time.Minute
 
 // duration accepts a Go duration string ("10s") or a number of seconds.
+// Zero means the field's default; a non-zero duration must be at least
+// minDuration, so that no value silently becomes the default.
 type duration time.Duration
 
 // maxDurationSeconds is the largest number of seconds a time.Duration holds.
 const maxDurationSeconds = float64(math.MaxInt64 / int64(time.Second))
 
+// minDuration is the smallest non-zero duration a body may give: the
+// resolution of the agent protocol (timeout_ms).
+const minDuration = time.Millisecond
+
 // UnmarshalJSON implements json.Unmarshaler.
 func (d *duration) UnmarshalJSON(b []byte) error {
+	var v time.Duration
+	var nonzero bool
 	var secs float64
-	if err := json.Unmarshal(b, &secs); err == nil {
-		if math.Abs(secs) > maxDurationSeconds {
-			return fmt.Errorf("duration %g seconds is out of range", secs)
+	given := string(b)
+	if err := json.Unmarshal(b, &secs); err == nil || len(b) > 0 && (b[0] == '-' || '0' <= b[0] && b[0] <= '9') {
+		if err != nil || math.Abs(secs) > maxDurationSeconds {
+			return fmt.Errorf("duration %.40s seconds is out of range (at most %.0f)", b, maxDurationSeconds)
 		}
-		*d = duration(secs * float64(time.Second))
-		return nil
+		v, nonzero, given = time.Duration(math.Round(secs*float64(time.Second))), secs != 0, given+" seconds"
+	} else {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return errors.New(`duration must be a string like "10s" or a number of seconds`)
+		}
+		if v, err = time.ParseDuration(s); err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		nonzero = strings.ContainsAny(s, "123456789")
 	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New(`duration must be a string like "10s" or a number of seconds`)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
+	if nonzero && v.Abs() < minDuration {
+		return fmt.Errorf("duration %s is below %s, the smallest non-zero duration (0 means the default)", given, minDuration)
 	}
 	*d = duration(v)
 	return nil
@@ -240,10 +252,8 @@ func (s *Server) listCommands(c *gin.Context) {
 		Limit:       limit,
 		Offset:      offset,
 	}
-	if v := c.Query("status"); v != "" {
-		for _, st := range strings.Split(v, ",") {
-			f.Status = append(f.Status, fleet.CommandStatus(st))
-		}
+	if f.Status, ok = s.commandStatuses(c); !ok {
+		return
 	}
 	if f.Since, ok = s.since(c); !ok {
 		return

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/home-console/client-manager/internal/strictjson"
 )
 
 // FuzzDecodeBody feeds arbitrary bodies to the strict decoding of every
@@ -20,17 +23,17 @@ func FuzzDecodeBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, v := range []any{&commandBody{}, &batchBody{}, &operatorTokenBody{}, &enrollmentTokenBody{}} {
 			err := decodeStrict(bytes.NewReader(b), v)
-			if err == nil && !json.Valid(b) {
-				t.Fatalf("%T accepted invalid JSON %q", v, b)
+			if err == nil && (!json.Valid(b) || !utf8.Valid(b)) {
+				t.Fatalf("%T accepted invalid JSON or UTF-8 %q", v, b)
 			}
-			if errors.Is(err, io.EOF) && len(bytes.TrimSpace(b)) != 0 {
+			if errors.Is(err, strictjson.ErrEmpty) && len(bytes.TrimSpace(b)) != 0 {
 				t.Fatalf("%T: non-empty body %q reported as empty", v, b)
 			}
 		}
 		var d duration
 		if err := d.UnmarshalJSON(b); err == nil {
 			var secs float64
-			if json.Unmarshal(b, &secs) == nil && (secs > 1 && d <= 0 || secs < -1 && d >= 0) {
+			if json.Unmarshal(b, &secs) == nil && (secs > 1 && d <= 0 || secs < -1 && d >= 0 || secs != 0 && d == 0) {
 				t.Fatalf("%s seconds decoded as %s", b, time.Duration(d))
 			}
 		}
@@ -44,16 +47,28 @@ func TestDecodeStrict(t *testing.T) {
 	}{
 		{`{"command":"uname","args":["-a"],"timeout":"10s","ttl":30}`, ""},
 		{` {"command":"uname"} ` + "\n", ""},
-		{``, "EOF"},
+		{``, "no JSON value"},
 		{`{"command":"uname"} {}`, "unexpected data"},
 		{`{"command":"uname"}x`, "unexpected data"},
-		{`{"command":"uname","shell":true}`, "unknown field"},
-		{`{"command":["uname"]}`, "cannot unmarshal"},
-		{`{"command":"uname","timeout":"soon"}`, "duration"},
-		{`{"command":"uname","timeout":1e300}`, "out of range"},
+		{`{"command":"uname","shell":true}`, `unknown field "shell"`},
+		{`{"command":["uname"]}`, "field command: expected a string, got an array"},
+		{`{"command":"uname","timeout":"soon"}`, `field timeout: duration "soon"`},
+		{`{"command":"uname","timeout":1e300}`, "field timeout: duration 1e300 seconds is out of range"},
 		{`{"command":"uname","timeout":-1e300}`, "out of range"},
+		{`{"command":"uname","timeout":1e400}`, "field timeout: duration 1e400 seconds is out of range"},
 		{`{"command":"uname","timeout":true}`, "duration must be"},
-		{`{"command":`, "unexpected EOF"},
+		{`{"command":`, "unexpected end of JSON input"},
+		{`{"command":"echo","command":"uname"}`, `duplicate key "command"`},
+		{`{"Command":"uname"}`, `unknown field "Command": field names are case-sensitive (did you mean "command"?)`},
+		{`{"command":"uname","ARGS":["-a"]}`, `did you mean "args"?`},
+		{"{\"command\":\"echo\",\"args\":[\"\xff\xfe\"]}", "invalid UTF-8 at byte offset 27 in args[0]"},
+		{`{"command":"echo","args":["\udc00"]}`, `lone UTF-16 surrogate \udc00 at byte offset 27 in args[0]`},
+		{`{"command":"uname","timeout":1e-300}`, "field timeout: duration 1e-300 seconds is below 1ms"},
+		{`{"command":"uname","timeout":"0.1ns"}`, `field timeout: duration "0.1ns" is below 1ms`},
+		{`{"command":"uname","ttl":"500us"}`, `field ttl: duration "500us" is below 1ms`},
+		{`{"command":"uname","timeout":0.0005}`, "below 1ms"},
+		{`{"command":"uname","timeout":"0s","ttl":0}`, ""},
+		{`{"command":"uname","timeout":0.001}`, ""},
 	}
 	for _, tt := range tests {
 		var body commandBody

@@ -23,9 +23,9 @@ const streamKeepAlive = 15 * time.Second
 // server starts to drain (see internal/drain) the stream ends at once with
 // an "event: shutdown" block saying why.
 func (s *Server) streamEvents(c *gin.Context) {
-	var prefixes []string
-	if v := c.Query("types"); v != "" {
-		prefixes = strings.Split(v, ",")
+	prefixes, ok := s.eventTypes(c)
+	if !ok {
+		return
 	}
 	sub := s.Bus.Subscribe(256)
 	defer sub.Close()

@@ -52,6 +52,7 @@ var layers = map[string]layer{
 	"internal/origin":       shared,
 	"internal/ratelimit":    shared,
 	"internal/secret":       shared,
+	"internal/strictjson":   shared,
 	"internal/syncbuf":      shared,
 	"internal/testbin":      shared,
 	"internal/version":      shared,

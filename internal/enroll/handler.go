@@ -11,6 +11,7 @@ import (
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
 	"github.com/home-console/client-manager/internal/ratelimit"
+	"github.com/home-console/client-manager/internal/strictjson"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -18,7 +19,8 @@ import (
 const MaxEnrollBody = 64 << 10
 
 // Handler serves POST agentproto.PathEnroll: an agentproto.EnrollRequest
-// in (strict JSON: unknown fields and trailing data are rejected), 201 and
+// in (strict JSON, strictjson.Decode: unknown, repeated or wrongly cased
+// fields, invalid UTF-8 and trailing data are rejected), 201 and
 // an agentproto.EnrollResponse out. Errors are JSON
 // {"error":{"code","message"}}: 400 invalid_json / invalid_request, 401
 // invalid_token, 403 origin_not_allowed (a browser page of another origin
@@ -71,14 +73,13 @@ func (s *Service) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decodeStrict decodes one JSON object from the body into v. On failure it
-// returns the HTTP status, error code and message to answer with.
+// decodeStrict decodes one JSON object from the body into v with
+// strictjson.Decode. On failure it returns the HTTP status, error code
+// and message to answer with.
 func decodeStrict(w http.ResponseWriter, r *http.Request, v any) (int, string, string) {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxEnrollBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && !errors.Is(dec.Decode(&struct{}{}), io.EOF) {
-		err = errors.New("unexpected data after the JSON object")
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxEnrollBody))
+	if err == nil {
+		err = strictjson.Decode(data, v)
 	}
 	var tooBig *http.MaxBytesError
 	switch {
@@ -86,7 +87,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) (int, string, s
 		return 0, "", ""
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds " + strconv.Itoa(MaxEnrollBody) + " bytes"
-	case errors.Is(err, io.EOF):
+	case errors.Is(err, strictjson.ErrEmpty):
 		return http.StatusBadRequest, "invalid_json", "request body is empty"
 	default:
 		return http.StatusBadRequest, "invalid_json", "invalid JSON body: " + err.Error()

@@ -19,6 +19,12 @@ const (
 	TypeCommandFinished   Type = "command.finished"
 )
 
+// Types returns every event type.
+func Types() []Type {
+	return []Type{TypeAgentConnected, TypeAgentDisconnected, TypeAgentEnrolled, TypeAgentRevoked,
+		TypeCommandQueued, TypeCommandDispatched, TypeCommandRunning, TypeCommandOutput, TypeCommandFinished}
+}
+
 // Payload is what happened: one of the event types of this package (the
 // unexported methods close the set). Fields tagged json:"-" go to the
 // event's "client_id" and "command_id"; the others form its "data".

@@ -89,6 +89,12 @@ const (
 	StatusExpired   CommandStatus = "expired"
 )
 
+// CommandStatuses returns every command status, the live ones first.
+func CommandStatuses() []CommandStatus {
+	return []CommandStatus{StatusQueued, StatusPending, StatusDispatched, StatusRunning,
+		StatusCompleted, StatusFailed, StatusCancelled, StatusTimedOut, StatusExpired}
+}
+
 // Terminal reports whether s is a final state.
 func (s CommandStatus) Terminal() bool {
 	switch s {

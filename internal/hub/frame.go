@@ -1,8 +1,10 @@
 package hub
 
 import (
-	"encoding/json"
+	"errors"
+	"strings"
 
+	"github.com/home-console/client-manager/internal/strictjson"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -12,8 +14,9 @@ type frameClass int
 const (
 	// frameOK is an envelope of a known type whose data decoded.
 	frameOK frameClass = iota + 1
-	// frameMalformed is not a JSON envelope with a type: the connection
-	// is closed with agentproto.CloseInvalidData.
+	// frameMalformed is not a JSON envelope with a type, or repeats a
+	// key, spells one in the wrong case or holds invalid UTF-8 anywhere:
+	// the connection is closed with agentproto.CloseInvalidData.
 	frameMalformed
 	// frameUnknownType is an envelope of a type this server does not
 	// know: answered with error{code:"unknown_type"}.
@@ -37,11 +40,21 @@ type frame struct {
 	problem string
 }
 
+// frameDecoding is how inbound frames are decoded: strictly (a key given
+// twice, a key that names a field only case-insensitively, invalid UTF-8
+// and lone surrogate escapes make the frame malformed), except that
+// unknown fields are ignored, so newer agents can add some
+// (docs/protocol.md §3).
+var frameDecoding = strictjson.Options{AllowUnknownFields: true}
+
 // decodeFrame parses one text frame from an agent into its envelope and
 // typed data, and classifies it. It does no I/O and never panics.
 func decodeFrame(b []byte) frame {
 	var f frame
-	if err := json.Unmarshal(b, &f.env); err != nil || f.env.Type == "" {
+	if err := frameDecoding.Decode(b, &f.env); err != nil || f.env.Type == "" {
+		if problem, ok := refusal(err, ""); ok {
+			return frame{class: frameMalformed, problem: problem}
+		}
 		return frame{class: frameMalformed, problem: "frame is not a JSON envelope {type,id,data}"}
 	}
 	switch f.env.Type {
@@ -52,28 +65,70 @@ func decodeFrame(b []byte) frame {
 	case agentproto.TypeError:
 		decodeData[agentproto.Error](&f, nil)
 	case agentproto.TypeCommandAccepted:
-		decodeData(&f, func(r *agentproto.CommandRef) string { return r.CommandID })
+		decodeData(&f, func(r *agentproto.CommandRef) string { return needID(r.CommandID) })
 	case agentproto.TypeCommandOutput:
-		decodeData(&f, func(o *agentproto.CommandOutput) string { return o.CommandID })
+		decodeData(&f, checkOutput)
 	case agentproto.TypeCommandResult:
-		decodeData(&f, func(r *agentproto.CommandResult) string { return r.CommandID })
+		decodeData(&f, func(r *agentproto.CommandResult) string { return needID(r.CommandID) })
 	default:
 		f.class, f.problem = frameUnknownType, "unknown message type "+truncate(f.env.Type, 64)
 	}
 	return f
 }
 
-// decodeData decodes f's data as a T into f.data. commandID, if not nil,
-// returns the command id the data must carry.
-func decodeData[T any](f *frame, commandID func(*T) string) {
+// refusal phrases a strictness refusal of a frame (a repeated key, a key
+// in the wrong case, invalid UTF-8) as a close reason; ok is false for
+// other errors. within is the envelope field the error's path is in (""
+// for the envelope itself).
+func refusal(err error, within string) (string, bool) {
+	var e *strictjson.Error
+	if !errors.As(err, &e) {
+		return "", false
+	}
+	switch e.Kind {
+	case strictjson.KindDuplicateKey, strictjson.KindFieldCase, strictjson.KindInvalidUTF8:
+	default:
+		return "", false
+	}
+	if within != "" {
+		e.Path = strings.TrimSuffix(within+"."+e.Path, ".")
+	}
+	return truncate("frame refused: "+e.Error(), maxCloseReason), true
+}
+
+// decodeData decodes f's data as a T into f.data. check, if not nil,
+// returns what is wrong with the decoded data ("" for nothing).
+func decodeData[T any](f *frame, check func(*T) string) {
 	var v T
-	if err := json.Unmarshal(f.env.Data, &v); err != nil {
+	if err := frameDecoding.Decode(f.env.Data, &v); err != nil {
+		if problem, ok := refusal(err, "data"); ok {
+			f.class, f.problem = frameMalformed, problem
+			return
+		}
 		f.class, f.problem = frameInvalidData, f.env.Type+" data is not valid: "+truncate(err.Error(), 200)
 		return
 	}
-	if commandID != nil && commandID(&v) == "" {
-		f.class, f.problem = frameInvalidData, f.env.Type+" needs a command_id"
-		return
+	if check != nil {
+		if problem := check(&v); problem != "" {
+			f.class, f.problem = frameInvalidData, f.env.Type+" "+problem
+			return
+		}
 	}
 	f.class, f.data = frameOK, v
+}
+
+// needID is the problem of data without a command id.
+func needID(commandID string) string {
+	if commandID == "" {
+		return "needs a command_id"
+	}
+	return ""
+}
+
+// checkOutput requires a command id and a known stream.
+func checkOutput(o *agentproto.CommandOutput) string {
+	if o.Stream != agentproto.StreamStdout && o.Stream != agentproto.StreamStderr {
+		return "stream must be " + agentproto.StreamStdout + " or " + agentproto.StreamStderr
+	}
+	return needID(o.CommandID)
 }

@@ -2,14 +2,17 @@ package hub
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
 // FuzzDecodeFrame feeds arbitrary frames to the server's message decoder:
-// it must never panic, and it must classify every frame consistently with
-// its envelope. Seeds are in testdata/fuzz/FuzzDecodeFrame.
+// it must never panic, it must classify every frame consistently with its
+// envelope, refuse only strictness violations of frames encoding/json
+// reads, and accept only valid UTF-8. Seeds are in testdata/fuzz/FuzzDecodeFrame.
 func FuzzDecodeFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr := decodeFrame(b)
@@ -17,12 +20,12 @@ func FuzzDecodeFrame(f *testing.F) {
 		envErr := json.Unmarshal(b, &env)
 		switch fr.class {
 		case frameMalformed:
-			if envErr == nil && env.Type != "" {
-				t.Fatalf("valid envelope of type %q classified malformed", env.Type)
+			if envErr == nil && env.Type != "" && !strings.HasPrefix(fr.problem, "frame refused: ") {
+				t.Fatalf("valid envelope of type %q classified malformed: %s", env.Type, fr.problem)
 			}
 			return
 		case frameOK, frameUnknownType, frameInvalidData:
-			if envErr != nil || env.Type != fr.env.Type || env.Type == "" {
+			if envErr != nil || env.Type != fr.env.Type || env.Type == "" || !utf8.Valid(b) {
 				t.Fatalf("class %d for %q (envelope error %v)", fr.class, b, envErr)
 			}
 		default:
@@ -64,25 +67,56 @@ func checkData(t *testing.T, fr frame) {
 
 func TestDecodeFrameClasses(t *testing.T) {
 	for in, want := range map[string]frameClass{
-		`{"type":"heartbeat"}`:                                          frameOK,
-		`{"type":"heartbeat","data":"anything"}`:                        frameOK,
-		`{"type":"hello","data":{}}`:                                    frameOK,
-		`{"type":"hello"}`:                                              frameInvalidData,
-		`{"type":"hello","data":{"labels":[1]}}`:                        frameInvalidData,
-		`{"type":"command_result","data":{"command_id":"c"}}`:           frameOK,
-		`{"type":"command_result","data":{}}`:                           frameInvalidData,
-		`{"type":"command_output","data":{"command_id":"c","seq":"x"}}`: frameInvalidData,
-		`{"type":"command_accepted","data":{"command_id":"c"}}`:         frameOK,
-		`{"type":"error","data":{"code":"x"}}`:                          frameOK,
-		`{"type":"telemetry_v9","data":{}}`:                             frameUnknownType,
-		`{"id":"1"}`:                                                    frameMalformed,
-		`{"type":7}`:                                                    frameMalformed,
-		`[]`:                                                            frameMalformed,
-		`hello there`:                                                   frameMalformed,
-		``:                                                              frameMalformed,
+		`{"type":"heartbeat"}`:                                                                                  frameOK,
+		`{"type":"heartbeat","data":"anything"}`:                                                                frameOK,
+		`{"type":"hello","data":{}}`:                                                                            frameOK,
+		`{"type":"hello"}`:                                                                                      frameInvalidData,
+		`{"type":"hello","data":{"labels":[1]}}`:                                                                frameInvalidData,
+		`{"type":"command_result","data":{"command_id":"c"}}`:                                                   frameOK,
+		`{"type":"command_result","data":{}}`:                                                                   frameInvalidData,
+		`{"type":"command_output","data":{"command_id":"c","seq":"x"}}`:                                         frameInvalidData,
+		`{"type":"command_output","data":{"command_id":"c","stream":"stdin"}}`:                                  frameInvalidData,
+		`{"type":"command_output","data":{"command_id":"c","stream":"stderr"}}`:                                 frameOK,
+		`{"type":"hello","data":{},"extra":{"future":1}}`:                                                       frameOK,
+		`{"type":"hello","data":{"hostname":"h","kernel":"6.1"}}`:                                               frameOK,
+		`{"type":"heartbeat","type":"hello","data":{}}`:                                                         frameMalformed,
+		`{"type":"hello","data":{"hostname":"a","hostname":"b"}}`:                                               frameMalformed,
+		`{"type":"heartbeat","data":{"x":[{"k":1,"k":2}]}}`:                                                     frameMalformed,
+		`{"Type":"hello","data":{}}`:                                                                            frameMalformed,
+		`{"type":"command_result","data":{"Command_ID":"c"}}`:                                                   frameMalformed,
+		"{\"type\":\"command_output\",\"data\":{\"command_id\":\"c\",\"stream\":\"stdout\",\"data\":\"\xff\"}}": frameMalformed,
+		`{"type":"command_result","data":{"command_id":"c","stdout":"\ud800"}}`:                                 frameMalformed,
+		`{"type":"command_accepted","data":{"command_id":"c"}}`:                                                 frameOK,
+		`{"type":"error","data":{"code":"x"}}`:                                                                  frameOK,
+		`{"type":"telemetry_v9","data":{}}`:                                                                     frameUnknownType,
+		`{"id":"1"}`:                                                                                            frameMalformed,
+		`{"type":7}`:                                                                                            frameMalformed,
+		`[]`:                                                                                                    frameMalformed,
+		`hello there`:                                                                                           frameMalformed,
+		``:                                                                                                      frameMalformed,
 	} {
 		if got := decodeFrame([]byte(in)).class; got != want {
 			t.Errorf("decodeFrame(%s) class %d, want %d", in, got, want)
+		}
+	}
+}
+
+// TestDecodeFrameRefusals: a frame that repeats a key, spells one in the
+// wrong case or holds invalid UTF-8 is malformed with a reason naming the
+// key and where it is, short enough for a close frame.
+func TestDecodeFrameRefusals(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"type":"heartbeat","type":"hello","data":{}}`, `frame refused: duplicate key "type"`},
+		{`{"type":"hello","data":{"labels":{"a":"1","a":"2"}}}`, `frame refused: duplicate key "a" in data.labels`},
+		{`{"Type":"hello","data":{}}`, `frame refused: unknown field "Type": field names are case-sensitive (did you mean "type"?)`},
+		{`{"type":"command_result","data":{"Command_ID":"c"}}`, `frame refused: unknown field "Command_ID" in data: field names are case-sensitive`},
+		{"{\"type\":\"command_output\",\"data\":{\"command_id\":\"c\",\"data\":\"\xc3\"}}", "frame refused: invalid UTF-8 at byte offset 58 in data.data"},
+		{`{"type":"hello","data":{"` + strings.Repeat("K", 300) + `":1,"` + strings.Repeat("K", 300) + `":1}}`, `frame refused: duplicate key "KKKK`},
+	}
+	for _, tt := range tests {
+		f := decodeFrame([]byte(tt.in))
+		if f.class != frameMalformed || !strings.HasPrefix(f.problem, tt.want) || len(f.problem) > maxCloseReason || !utf8.ValidString(f.problem) {
+			t.Errorf("decodeFrame(%.80q) = class %d %q, want malformed %q (at most %d bytes)", tt.in, f.class, f.problem, tt.want, maxCloseReason)
 		}
 	}
 }

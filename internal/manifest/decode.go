@@ -2,10 +2,11 @@ package manifest
 
 import (
 	"bytes"
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
-	"io"
+
+	"github.com/home-console/client-manager/internal/strictjson"
 )
 
 // rawManifest is plugin.json as written. Pointers tell a field left out
@@ -34,44 +35,35 @@ type rawRestart struct {
 	Window         *string `json:"window"`
 }
 
-// decode strictly decodes one JSON object: unknown fields, wrong types and
-// anything after the object are errors that point at their position.
+// decode strictly decodes one JSON object with strictjson.Decode (unknown,
+// repeated or wrongly cased fields, wrong types, numbers out of range,
+// invalid UTF-8 and anything after the object are errors) and says where
+// the defect is by line and column.
 func decode(data []byte) (*rawManifest, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var raw rawManifest
-	if err := dec.Decode(&raw); err != nil {
-		return nil, describeJSONError(data, dec, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		line, col := position(data, dec.InputOffset())
-		return nil, fmt.Errorf("invalid JSON: unexpected data after the manifest object at line %d, column %d", line, col)
+	if err := strictjson.Decode(data, &raw); err != nil {
+		return nil, describeJSONError(data, err)
 	}
 	return &raw, nil
 }
 
-func describeJSONError(data []byte, dec *json.Decoder, err error) error {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return errors.New("invalid JSON: empty file")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		line, col := position(data, int64(len(data)))
-		return fmt.Errorf("invalid JSON: unexpected end of file at line %d, column %d", line, col)
-	case errors.As(err, &syntax):
-		// Offset counts the offending byte.
-		line, col := position(data, syntax.Offset-1)
-		return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, syntax.Error())
-	case errors.As(err, &typ):
-		line, col := position(data, typ.Offset)
-		return fmt.Errorf("field %s: expected %s, got JSON %s (line %d, column %d)",
-			typ.Field, typ.Type, typ.Value, line, col)
-	default:
-		// Unknown fields end up here; the decoder has read up to them.
-		line, col := position(data, dec.InputOffset())
-		return fmt.Errorf("invalid manifest near line %d, column %d: %s", line, col, trimJSONPrefix(err.Error()))
+func describeJSONError(data []byte, err error) error {
+	var e *strictjson.Error
+	if !errors.As(err, &e) {
+		return errors.New("invalid JSON: empty file") // strictjson.ErrEmpty
 	}
+	line, col := position(data, e.Offset)
+	switch e.Kind {
+	case strictjson.KindUnexpectedEnd:
+		return fmt.Errorf("invalid JSON: unexpected end of file at line %d, column %d", line, col)
+	case strictjson.KindSyntax:
+		return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, e.Detail)
+	case strictjson.KindTrailingData:
+		return fmt.Errorf("invalid JSON: unexpected data after the manifest object at line %d, column %d", line, col)
+	case strictjson.KindType, strictjson.KindValue:
+		return fmt.Errorf("field %s: %s (line %d, column %d)", cmp.Or(e.Path, "(top level)"), e.Detail, line, col)
+	}
+	return fmt.Errorf("invalid manifest at line %d, column %d: %v", line, col, err)
 }
 
 // position converts a byte offset in data to a 1-based line and column.
@@ -81,12 +73,4 @@ func position(data []byte, offset int64) (line, col int) {
 	line = bytes.Count(before, []byte{'\n'}) + 1
 	col = int(offset) - (bytes.LastIndexByte(before, '\n') + 1) + 1
 	return line, col
-}
-
-func trimJSONPrefix(s string) string {
-	const p = "json: "
-	if len(s) > len(p) && s[:len(p)] == p {
-		return s[len(p):]
-	}
-	return s
 }

@@ -2,11 +2,13 @@ package manifest
 
 import (
 	"encoding/hex"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzLoad feeds arbitrary plugin.json files to Load: it must never panic,
@@ -59,6 +61,8 @@ func checkManifest(t *testing.T, m Manifest) {
 		fail("bad policy")
 	case m.Mount != "" && !strings.HasPrefix(m.Mount, "/"):
 		fail("bad mount")
+	case !utf8.ValidString(m.Description) || slices.ContainsFunc(m.Args, notUTF8) || slices.ContainsFunc(slices.Collect(maps.Values(m.Env)), notUTF8):
+		fail("invalid UTF-8 accepted")
 	}
 	if fi, err := os.Stat(m.Command); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		fail("command is not an executable file")
@@ -79,3 +83,6 @@ func checkManifest(t *testing.T, m Manifest) {
 		}
 	}
 }
+
+// notUTF8 reports whether s is not valid UTF-8.
+func notUTF8(s string) bool { return !utf8.ValidString(s) }

@@ -142,9 +142,9 @@ func TestDiscoverDefects(t *testing.T) {
 		{"empty file", one(""),
 			map[string]want{"x": invalid("empty file")}},
 		{"bad type", one(`{"name":"x","version":"1.0.0","command":"bin","restart":{"max_restarts":"5"}}`),
-			map[string]want{"x": invalid("field restart.max_restarts: expected int, got JSON string (line 1, column")}},
+			map[string]want{"x": invalid("field restart.max_restarts: expected an integer, got a string (line 1, column 73)")}},
 		{"bad type enabled", one(ok("x", nil, `,"enabled":"yes"`)),
-			map[string]want{"x": invalid("field enabled: expected bool")}},
+			map[string]want{"x": invalid("field enabled: expected true or false, got a string")}},
 		{"missing name", one(`{"version":"1.0.0","command":"bin"}`),
 			map[string]want{"x": invalid("name: required")}},
 		{"bad name", []plugin{{dir: "d", manifest: ok("Bad Name", nil, "")}},
@@ -238,6 +238,36 @@ func TestDiscoverDefects(t *testing.T) {
 			"h": blocked("depends on invalid plugin g"),
 		}},
 	}
+	checkDefects(t, tests)
+}
+
+// TestDiscoverStrictDefects: what the strict JSON decoder refuses makes
+// the plugin invalid with a reason naming the key and its line and column.
+func TestDiscoverStrictDefects(t *testing.T) {
+	invalid := func(reason string) want { return want{StatusInvalid, reason} }
+	one := func(manifest string) []plugin { return []plugin{{dir: "x", manifest: manifest}} }
+	checkDefects(t, []defect{
+		{"int overflow", one(ok("x", nil, `,"restart":{"max_restarts":99999999999999999999}`)),
+			map[string]want{"x": invalid("field restart.max_restarts: number 99999999999999999999 is out of range")}},
+		{"duplicate key", one(`{"name":"x","version":"1.0.0","command":"bin","command":"/bin/sh"}`),
+			map[string]want{"x": invalid(`invalid manifest at line 1, column 47: duplicate key "command"`)}},
+		{"duplicate nested key", one("{\"name\":\"x\",\"version\":\"1.0.0\",\"command\":\"bin\",\n\"restart\":{\"policy\":\"never\",\n  \"policy\":\"always\"}}"),
+			map[string]want{"x": invalid(`invalid manifest at line 3, column 3: duplicate key "policy" in restart`)}},
+		{"wrong case", one(ok("x", nil, `,"Enabled":false`)),
+			map[string]want{"x": invalid(`unknown field "Enabled": field names are case-sensitive (did you mean "enabled"?)`)}},
+		{"wrong case nested", one(ok("x", nil, `,"restart":{"Policy":"never"}`)),
+			map[string]want{"x": invalid(`unknown field "Policy" in restart: field names are case-sensitive`)}},
+		{"invalid UTF-8", one(ok("x", nil, ",\"description\":\"caf\xe9\"")),
+			map[string]want{"x": invalid("invalid manifest at line 1, column 83: invalid UTF-8 at byte offset 82 in description")}},
+		{"lone surrogate", one(ok("x", nil, `,"env":{"K":"\udc00"}`)),
+			map[string]want{"x": invalid(`escape of a lone UTF-16 surrogate \udc00 at byte offset 76 in env.K`)}},
+	})
+}
+
+// checkDefects lays out each defect's plugins next to a good one and
+// checks the status and reason of each plugin it names.
+func checkDefects(t *testing.T, tests []defect) {
+	t.Helper()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			plugins := append(slices.Clone(tc.plugins), plugin{dir: "good", manifest: ok("good", nil, "")})
