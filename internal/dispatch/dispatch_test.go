@@ -525,10 +525,10 @@ func TestCancelGraceAfterRestart(t *testing.T) {
 	id, cred := f.env.NewAgent(t, "a")
 	a := f.env.Connect(t, cred)
 	cmd := f.running(t, a, id)
+	requested := time.Now() // before the request's stored time, which the grace counts from
 	if _, err := f.svc.Cancel(context.Background(), cmd.ID, "op"); err != nil {
 		t.Fatal(err)
 	}
-	requested := time.Now()
 	expectCancel(t, a, cmd.ID)
 
 	f.restart(t, cfg) // the agent stays connected and never confirms

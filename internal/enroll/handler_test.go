@@ -3,12 +3,16 @@ package enroll_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/home-console/client-manager/internal/enroll"
+	"github.com/home-console/client-manager/internal/events"
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/pkg/agentproto"
@@ -87,4 +91,36 @@ func errorCode(t *testing.T, resp *http.Response) string {
 		t.Fatalf("decode: %v", err)
 	}
 	return body.Error.Code
+}
+
+// fullStore refuses enrollments as a store on a full disk does.
+type fullStore struct{ fleet.Store }
+
+func (fullStore) EnrollAgent(context.Context, fleet.Enrollment) (fleet.EnrollmentToken, error) {
+	return fleet.EnrollmentToken{}, fmt.Errorf("sqlite: enroll agent: %w", &fleet.Error{
+		Code: fleet.CodeStorageUnavailable, Message: "storage unavailable: the disk holding the store is full (SQLITE_FULL)"})
+}
+
+// TestEnrollOnAFullDisk: an enrollment the store refuses answers 503
+// storage_unavailable with the reason and Retry-After, not 500.
+func TestEnrollOnAFullDisk(t *testing.T) {
+	f := newFixture(t, enroll.Options{})
+	svc := enroll.New(fullStore{f.store}, events.New(), slog.New(slog.DiscardHandler), enroll.Options{})
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+	resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"token":"`+f.token(t, 1, time.Hour)+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || body.Error.Code != "storage_unavailable" ||
+		!strings.Contains(body.Error.Message, "SQLITE_FULL") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("enroll on a full disk = %d %+v (Retry-After %q)", resp.StatusCode, body.Error, resp.Header.Get("Retry-After"))
+	}
 }
