@@ -67,8 +67,8 @@ type OperatorTokens interface {
 	Create(ctx context.Context, name string, role access.Role, ttl time.Duration, createdBy string) (string, fleet.OperatorToken, error)
 }
 
-// Server holds the API's dependencies. All fields but Origins are
-// required.
+// Server holds the API's dependencies. All fields but Origins and the
+// Stream ones are required.
 type Server struct {
 	Store      fleet.Store
 	Presence   Presence
@@ -89,6 +89,14 @@ type Server struct {
 	// Origins lists the browser origins allowed besides same-origin ones
 	// (403 for others); the zero value allows none.
 	Origins origin.Policy
+	// StreamQueue bounds the events waiting for one GET /api/events
+	// consumer, and StreamWriteTimeout each write to it; a consumer past
+	// either is dropped (defaults DefaultStreamQueue and
+	// DefaultStreamWriteTimeout).
+	StreamQueue        int
+	StreamWriteTimeout time.Duration
+	// StreamDropped, if not nil, is called for every dropped stream.
+	StreamDropped func(StreamDrop)
 }
 
 // Register adds the API's routes to r.

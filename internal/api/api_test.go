@@ -34,6 +34,13 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with the api.Server changed by set (if not
+// nil) before it serves.
+func newFixtureWith(t *testing.T, set func(*api.Server)) *fixture {
+	t.Helper()
 	env := hubtest.Start(t, hub.Config{})
 	d := dispatch.New(env.Store, env.Hub, env.Bus, env.Log, dispatch.Config{})
 	env.Hub.SetCommandSink(d)
@@ -47,6 +54,9 @@ func newFixture(t *testing.T) *fixture {
 		Store: env.Store, Presence: presence{env.Hub}, Commands: d, Enrollment: env.Enroll, Bus: env.Bus,
 		Tokens: &access.StoreTokens{Store: env.Store}, Policy: access.CommandPolicy{Operator: []string{"uname"}},
 		Log: env.Log, MaxBodyBytes: 1 << 20, Limiter: ratelimit.New(1e6, 1e6, 0),
+	}
+	if set != nil {
+		set(srv)
 	}
 	r := httpjson.NewEngine()
 	srv.Register(r)
