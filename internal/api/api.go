@@ -145,10 +145,12 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 	timeout := cmp.Or(s.BodyTimeout, defaultBodyTimeout)
 	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(timeout))
 	err := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, s.MaxBodyBytes), v)
-	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
 	if err == nil {
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
 		return true
 	}
+	// The deadline stays: net/http discards what is left of the body
+	// after the answer, and must not wait for it forever.
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):

@@ -340,6 +340,9 @@ func (l *Listener) Configure(srv *http.Server) {
 			if r.Body == nil || r.Body == http.NoBody {
 				c.setWaiting(false)
 			} else {
+				// A copy: the server's own request keeps its body, whose
+				// type net/http inspects after the handler.
+				r = r.WithContext(r.Context())
 				r.Body = &bodyReader{ReadCloser: r.Body, c: c}
 			}
 		}
