@@ -18,13 +18,22 @@ type standalone struct {
 }
 
 // startStandalone starts bin/client-manager on 127.0.0.1:port over
-// dataDir and returns when it answers /health, with the time it first did.
-func startStandalone(t *testing.T, port int, dataDir string) (*standalone, time.Time) {
+// dataDir, with the extra environment entries, and returns when it
+// answers /health, with the time it first did.
+func startStandalone(t *testing.T, port int, dataDir string, extra ...string) (*standalone, time.Time) {
 	t.Helper()
-	s := &standalone{cmd: exec.Command(filepath.Join(bin, "client-manager")), logs: &syncBuffer{}, done: make(chan struct{})}
+	return launchStandalone(t, exec.Command(filepath.Join(bin, "client-manager")), port, dataDir, extra...)
+}
+
+// launchStandalone is startStandalone running cmd: bin/client-manager,
+// or a wrapper that executes it.
+func launchStandalone(t *testing.T, cmd *exec.Cmd, port int, dataDir string, extra ...string) (*standalone, time.Time) {
+	t.Helper()
+	s := &standalone{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd.Dir = t.TempDir()
 	s.cmd.Env = append(baseEnv(), "CLIENT_MANAGER_HOST=127.0.0.1", "CLIENT_MANAGER_PORT="+itoa(port),
 		"CLIENT_MANAGER_DATA_DIR="+dataDir)
+	s.cmd.Env = append(s.cmd.Env, extra...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

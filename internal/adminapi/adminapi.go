@@ -29,6 +29,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/longlived"
 	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/internal/pluginstate"
 	"github.com/home-console/client-manager/internal/ratelimit"
@@ -162,6 +163,11 @@ func (s *server) get(c *gin.Context) {
 	c.JSON(http.StatusOK, toJSON(snap, time.Now()))
 }
 
+// maxActionTime is how long an action's answer may take before the
+// server's write timeout runs: beyond, the action is carried out but its
+// answer is lost.
+const maxActionTime = 10 * time.Minute
+
 // operation is an operator action on one plugin.
 type operation func(ctx context.Context, p Plugins, name string) (pluginstate.Snapshot, error)
 
@@ -191,6 +197,9 @@ func (s *server) action(action string, op operation) gin.HandlerFunc {
 			return
 		}
 		s.log.Info("operator action", "plugin", name, "action", action, "remote", c.ClientIP())
+		// A stop or start lasts as long as the plugin's timeouts say; its
+		// small answer must not be cut by the server's.
+		_ = longlived.Extend(c.Writer, c.Request, maxActionTime)
 		snap, err := op(c.Request.Context(), s.plugins, name)
 		if err != nil {
 			s.fail(c, err)

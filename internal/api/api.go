@@ -67,8 +67,8 @@ type OperatorTokens interface {
 	Create(ctx context.Context, name string, role access.Role, ttl time.Duration, createdBy string) (string, fleet.OperatorToken, error)
 }
 
-// Server holds the API's dependencies. All fields but Origins are
-// required.
+// Server holds the API's dependencies. All fields but Origins and the
+// Stream ones are required.
 type Server struct {
 	Store      fleet.Store
 	Presence   Presence
@@ -92,6 +92,14 @@ type Server struct {
 
 	// audit holds audit outcomes the store refused (see RetryAudit).
 	audit auditBacklog
+	// StreamQueue bounds the events waiting for one GET /api/events
+	// consumer, and StreamWriteTimeout each write to it; a consumer past
+	// either is dropped (defaults DefaultStreamQueue and
+	// DefaultStreamWriteTimeout).
+	StreamQueue        int
+	StreamWriteTimeout time.Duration
+	// StreamDropped, if not nil, is called for every dropped stream.
+	StreamDropped func(StreamDrop)
 }
 
 // Register adds the API's routes to r.
@@ -140,10 +148,12 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 	timeout := cmp.Or(s.BodyTimeout, defaultBodyTimeout)
 	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(timeout))
 	err := decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, s.MaxBodyBytes), v)
-	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
 	if err == nil {
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
 		return true
 	}
+	// The deadline stays: net/http discards what is left of the body
+	// after the answer, and must not wait for it forever.
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):

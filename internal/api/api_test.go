@@ -34,13 +34,14 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	return newFixtureWith(t, nil)
+	return newFixtureWith(t, nil, nil)
 }
 
 // newFixtureWith is newFixture with the store of the API and of dispatch
-// wrapped by wrap (if not nil), e.g. to fail writes; enrollment and the
-// hub use the real store.
-func newFixtureWith(t *testing.T, wrap func(fleet.Store) fleet.Store) *fixture {
+// wrapped by wrap (if not nil), e.g. to fail writes (enrollment and the
+// hub use the real store), and the api.Server changed by set (if not nil)
+// before it serves.
+func newFixtureWith(t *testing.T, wrap func(fleet.Store) fleet.Store, set func(*api.Server)) *fixture {
 	t.Helper()
 	env := hubtest.Start(t, hub.Config{})
 	var store fleet.Store = env.Store
@@ -61,6 +62,9 @@ func newFixtureWith(t *testing.T, wrap func(fleet.Store) fleet.Store) *fixture {
 		Log: env.Log, MaxBodyBytes: 1 << 20, Limiter: ratelimit.New(1e6, 1e6, 0),
 	}
 	wg.Go(func() { srv.RetryAudit(ctx, 20*time.Millisecond) })
+	if set != nil {
+		set(srv)
+	}
 	r := httpjson.NewEngine()
 	srv.Register(r)
 	ts := httptest.NewServer(r)

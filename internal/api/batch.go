@@ -14,6 +14,7 @@ import (
 	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/fleet"
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/longlived"
 	"github.com/home-console/client-manager/internal/secret"
 )
 
@@ -83,6 +84,7 @@ func (s *Server) batchCommand(c *gin.Context) {
 		return
 	}
 	if wait > 0 {
+		_ = longlived.Extend(c.Writer, c.Request, wait)
 		s.waitAll(ctx, answer.Items, wait)
 	}
 	answer.Total = len(answer.Items)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/longlived"
 )
 
 // maxWait bounds how long a synchronous request waits for a result.
@@ -171,6 +172,7 @@ func (s *Server) runCommand(c *gin.Context) {
 	if wait == 0 {
 		wait = min(cmd.Timeout+2*time.Second, maxWait)
 	}
+	_ = longlived.Extend(c.Writer, c.Request, wait) // the answer may come after the server's write timeout
 	ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
 	defer cancel()
 	got, err := s.Commands.Wait(ctx, cmd.ID)

@@ -48,7 +48,7 @@ func startRefusing(t *testing.T) (*fixture, *refusing) {
 	f := newFixtureWith(t, func(s fleet.Store) fleet.Store {
 		r.Store = s
 		return r
-	})
+	}, nil)
 	return f, r
 }
 

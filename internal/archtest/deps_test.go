@@ -42,6 +42,8 @@ var layers = map[string]layer{
 
 	"internal/atomicfile":   shared,
 	"internal/cmdflags":     shared,
+	"internal/connlimit":    shared,
+	"internal/longlived":    shared,
 	"internal/envhelp":      shared,
 	"internal/linesplit":    shared,
 	"internal/archtest":     shared,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/api"
+	"github.com/home-console/client-manager/internal/connlimit"
 	"github.com/home-console/client-manager/internal/dispatch"
 	"github.com/home-console/client-manager/internal/enroll"
 	"github.com/home-console/client-manager/internal/events"
@@ -102,6 +103,22 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	a.background(func(ctx context.Context) { a.metrics.Follow(ctx, a.bus) })
 	a.background(a.store.Watch)
 	return a, nil
+}
+
+// countConnections exposes the port's connection counts as metrics.
+func (a *app) countConnections(l *connlimit.Listener) {
+	a.metrics.Gauge("cm_open_connections", "Open connections of the port, of every kind.", func() float64 { return float64(l.Stats().Open) })
+	const shedHelp = "Connections closed to make room (limit: at the connection limit; no_descriptors: out of file descriptors)."
+	a.metrics.CounterFunc("cm_connections_shed_total", shedHelp, func() float64 { return float64(l.Stats().ShedLimit) },
+		"reason", string(connlimit.ReasonLimit))
+	a.metrics.CounterFunc("cm_connections_shed_total", shedHelp, func() float64 { return float64(l.Stats().ShedNoDescriptors) },
+		"reason", string(connlimit.ReasonNoDescriptors))
+}
+
+// streamDropped counts a dropped event stream.
+func (a *app) streamDropped(why api.StreamDrop) {
+	a.metrics.Add("cm_event_streams_dropped_total", "GET /api/events streams dropped because their consumer did not keep up, by reason.",
+		1, "reason", string(why))
 }
 
 // drainAgents closes every agent connection with 1001 and refuses new ones.

@@ -49,6 +49,11 @@ func (s *Service) routes(a *app) http.Handler {
 		MaxBodyBytes: cmp.Or(s.cfg.MaxBodyBytes, DefaultMaxBodyBytes),
 		Limiter:      ratelimit.New(cmp.Or(s.cfg.APIRate, DefaultAPIRate), cmp.Or(s.cfg.APIBurst, DefaultAPIBurst), 0),
 		Origins:      a.origins,
+		BodyTimeout:  s.cfg.timeouts().Read,
+
+		StreamQueue:        s.cfg.EventQueue,
+		StreamWriteTimeout: s.cfg.EventWriteTimeout,
+		StreamDropped:      a.streamDropped,
 	}
 	r.GET("/metrics", append(srv.Protect(access.RoleViewer), gin.WrapH(a.metrics))...)
 	srv.Register(r)

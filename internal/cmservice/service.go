@@ -5,6 +5,7 @@
 package cmservice
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/home-console/client-manager/internal/api"
+	"github.com/home-console/client-manager/internal/connlimit"
 	"github.com/home-console/client-manager/internal/dispatch"
 	"github.com/home-console/client-manager/internal/drain"
 	"github.com/home-console/client-manager/internal/enroll"
@@ -53,28 +56,68 @@ type Config struct {
 	// proxied requests; see pluginproto.ConfigProxyToken. Empty when the
 	// plugin is not mounted or runs standalone.
 	ProxyToken string
+	// Timeouts bound each part of an HTTP exchange on the port; zero
+	// fields take connlimit.DefaultTimeouts'.
+	Timeouts connlimit.Timeouts
+	// MaxOpenConnections bounds the port's open connections of every
+	// kind, agent WebSockets included (connlimit.Listener: the longest
+	// waiting one is shed beyond); 0 means DefaultMaxOpenConnections.
+	// The process's descriptor limit lowers it further.
+	MaxOpenConnections int
+	// EventQueue and EventWriteTimeout bound each GET /api/events
+	// consumer (see api.Server.StreamQueue); zero takes the api defaults.
+	EventQueue        int
+	EventWriteTimeout time.Duration
 	// Hub, Dispatch and Enroll tune the agent endpoint, command dispatch
-	// and enrollment; zero fields take those packages' defaults.
+	// and enrollment; zero fields take those packages' defaults, but the
+	// client manager's default Hub.MaxConnections is DefaultMaxAgents.
 	Hub      hub.Config
 	Dispatch dispatch.Config
 	Enroll   enroll.Options
 }
 
+// Connection bounds of the client manager's port. A process holds about
+// 19,000 agents within the usual limit of 20,000 descriptors: the port
+// takes at most 19,500 connections, of which at most 19,000 agent
+// WebSockets, so that 500 stay for operators, event streams and health
+// checks, and at least 500 descriptors for the store, logs and the
+// plugin connection.
+const (
+	DefaultMaxOpenConnections = 19500
+	DefaultMaxAgents          = 19000
+)
+
 // DefaultConfig returns the configuration the client manager runs with
-// when nothing is set. New applies the defaults of MaxBodyBytes, APIRate
-// and APIBurst, and the packages behind Hub, Dispatch and Enroll theirs,
-// to zero fields; Host, Port and DataDir are taken as given.
+// when nothing is set. New applies the defaults of MaxBodyBytes, APIRate,
+// APIBurst, Timeouts, MaxOpenConnections and the event stream's bounds,
+// and the packages behind Hub, Dispatch and Enroll theirs, to zero
+// fields; Host, Port and DataDir are taken as given.
 func DefaultConfig() Config {
+	h := hub.DefaultConfig()
+	h.MaxConnections = DefaultMaxAgents
 	return Config{
-		Host:         "0.0.0.0",
-		Port:         10000,
-		DataDir:      "data",
-		MaxBodyBytes: DefaultMaxBodyBytes,
-		APIRate:      DefaultAPIRate,
-		APIBurst:     DefaultAPIBurst,
-		Hub:          hub.DefaultConfig(),
-		Dispatch:     dispatch.DefaultConfig(),
-		Enroll:       enroll.DefaultOptions(),
+		Host:               "0.0.0.0",
+		Port:               10000,
+		DataDir:            "data",
+		MaxBodyBytes:       DefaultMaxBodyBytes,
+		APIRate:            DefaultAPIRate,
+		APIBurst:           DefaultAPIBurst,
+		Timeouts:           connlimit.DefaultTimeouts(),
+		MaxOpenConnections: DefaultMaxOpenConnections,
+		EventQueue:         api.DefaultStreamQueue,
+		EventWriteTimeout:  api.DefaultStreamWriteTimeout,
+		Hub:                h,
+		Dispatch:           dispatch.DefaultConfig(),
+		Enroll:             enroll.DefaultOptions(),
+	}
+}
+
+// timeouts returns c.Timeouts with defaults for its zero fields.
+func (c Config) timeouts() connlimit.Timeouts {
+	d := connlimit.DefaultTimeouts()
+	return connlimit.Timeouts{
+		ReadHeader: cmp.Or(c.Timeouts.ReadHeader, d.ReadHeader), Read: cmp.Or(c.Timeouts.Read, d.Read),
+		Write: cmp.Or(c.Timeouts.Write, d.Write), Idle: cmp.Or(c.Timeouts.Idle, d.Idle),
 	}
 }
 
@@ -102,6 +145,7 @@ type Service struct {
 	state State
 	addr  string
 	srv   *http.Server
+	conns *connlimit.Listener
 	app   *app
 	done  chan struct{} // closed when Stop has finished
 	// drain ends the long-lived responses (event streams, synchronous
@@ -173,18 +217,18 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 		s.state = StateNew
 		return "", err
 	}
-	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := s.listen(ctx)
 	if err != nil {
 		s.state = StateNew
 		_ = a.close()
-		return "", fmt.Errorf("listen on %s: %w", addr, err)
+		return "", err
 	}
-	s.app = a
+	s.app, s.conns = a, ln
 	s.addr = ln.Addr().String()
 	s.startedAt = time.Now()
-	s.srv = newServer(forwardedCaller(s.cfg.ProxyToken, s.routes(a)), tlsConf, s.drain, s.log)
+	s.srv = newServer(forwardedCaller(s.cfg.ProxyToken, s.routes(a)), tlsConf, s.cfg.timeouts(), s.drain, s.log)
+	ln.Configure(s.srv)
+	a.countConnections(ln)
 	go func() {
 		var err error
 		if tlsConf != nil {
@@ -199,6 +243,19 @@ func (s *Service) Start(ctx context.Context) (string, error) {
 	s.state = StateReady
 	s.log.Info("client manager serving", "addr", s.addr, "tls", tlsConf != nil, "instance_id", s.instanceID)
 	return s.addr, nil
+}
+
+// listen binds the port behind the connection limit.
+func (s *Service) listen(ctx context.Context) (*connlimit.Listener, error) {
+	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	l := connlimit.New(ln, connlimit.Config{Max: cmp.Or(s.cfg.MaxOpenConnections, DefaultMaxOpenConnections), Log: s.log})
+	s.log.Info("connection limit", "max_open_connections", l.Limit())
+	return l, nil
 }
 
 // Stop drains: readiness turns 503; long-lived responses end at once (an

@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
+	"github.com/home-console/client-manager/internal/connlimit"
 	"github.com/home-console/client-manager/internal/drain"
 )
 
@@ -34,16 +34,18 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 // speaks HTTP/1.1 only, over TLS when tlsConf is not nil: agent WebSocket
 // upgrades need HTTP/1.1, and one protocol keeps the port simple. Every
 // request's context carries notice, for long-lived handlers to watch (see
-// internal/drain).
-func newServer(h http.Handler, tlsConf *tls.Config, notice *drain.Notice, log *slog.Logger) *http.Server {
+// internal/drain). Its timeouts bound every connection; the long-lived
+// responses move their own deadlines (internal/longlived).
+func newServer(h http.Handler, tlsConf *tls.Config, timeouts connlimit.Timeouts, notice *drain.Notice, log *slog.Logger) *http.Server {
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	return &http.Server{
-		Handler:           h,
-		BaseContext:       func(net.Listener) context.Context { return notice.Attach(context.Background()) },
-		TLSConfig:         tlsConf,
-		Protocols:         &protos,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	srv := &http.Server{
+		Handler:     h,
+		BaseContext: func(net.Listener) context.Context { return notice.Attach(context.Background()) },
+		TLSConfig:   tlsConf,
+		Protocols:   &protos,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	timeouts.Apply(srv)
+	return srv
 }

@@ -1,7 +1,8 @@
 // Package events is an in-process publish/subscribe bus for the client
 // manager's events (client.connected, command.finished, ...), and the one
 // Go type of each event. Publish never blocks: a subscriber that falls
-// behind loses events and is told how many.
+// behind loses events, is told how many, and can watch [Subscription.Lagged]
+// to give up at its first loss.
 //
 // Consumers switch on the type of [Event.Payload]; the wire form of an
 // event (the JSON of GET /api/events, docs/api.md) is [Event.MarshalJSON].
@@ -52,12 +53,19 @@ func (e Event) MarshalJSON() ([]byte, error) {
 
 // Subscription receives events on C until Close.
 type Subscription struct {
-	C       <-chan Event
-	c       chan Event
-	bus     *Bus
+	C      <-chan Event
+	c      chan Event
+	bus    *Bus
+	lagged chan struct{}
+
 	mu      sync.Mutex
 	dropped uint64
+	lag     bool // lagged is closed
 }
+
+// Lagged is closed the first time an event could not be queued for this
+// subscriber because its buffer was full.
+func (s *Subscription) Lagged() <-chan struct{} { return s.lagged }
 
 // Dropped returns how many events this subscriber missed because its
 // buffer was full, and resets the count.
@@ -92,7 +100,7 @@ func New() *Bus {
 // Subscribe returns a subscription with room for buffer pending events.
 func (b *Bus) Subscribe(buffer int) *Subscription {
 	c := make(chan Event, buffer)
-	s := &Subscription{C: c, c: c, bus: b}
+	s := &Subscription{C: c, c: c, bus: b, lagged: make(chan struct{})}
 	b.mu.Lock()
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
@@ -100,7 +108,8 @@ func (b *Bus) Subscribe(buffer int) *Subscription {
 }
 
 // Publish stamps p with the next sequence number and the current time and
-// delivers the event to every subscriber that has room. It never blocks.
+// delivers the event to every subscriber that has room; for the others it
+// counts the loss (see Dropped and Lagged). It never blocks.
 func (b *Bus) Publish(p Payload) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -111,6 +120,10 @@ func (b *Bus) Publish(p Payload) {
 		case s.c <- e:
 		default:
 			s.mu.Lock()
+			if !s.lag {
+				s.lag = true
+				close(s.lagged)
+			}
 			s.dropped++
 			s.mu.Unlock()
 		}

@@ -86,3 +86,26 @@ func TestWireForm(t *testing.T) {
 		}
 	}
 }
+
+func TestLaggedClosesAtTheFirstLoss(t *testing.T) {
+	b := New()
+	s := b.Subscribe(2)
+	defer s.Close()
+	lagged := func() bool {
+		select {
+		case <-s.Lagged():
+			return true
+		default:
+			return false
+		}
+	}
+	for i, want := range []bool{false, false, true, true} {
+		b.Publish(AgentConnected{AgentID: "a"})
+		if got := lagged(); got != want {
+			t.Fatalf("after %d events in a buffer of 2: lagged %v, want %v", i+1, got, want)
+		}
+	}
+	if d := s.Dropped(); d != 2 {
+		t.Errorf("dropped %d, want 2", d)
+	}
+}

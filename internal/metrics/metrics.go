@@ -1,6 +1,7 @@
 // Package metrics exposes the client manager's metrics in the Prometheus
 // text exposition format. Counters are fed from the event bus and by
-// middleware; gauges are read from callbacks at scrape time.
+// middleware, or read from callbacks at scrape time (CounterFunc) like
+// gauges.
 package metrics
 
 import (
@@ -21,6 +22,12 @@ type Registry struct {
 	counters map[string]map[string]float64 // name -> label set -> value
 	help     map[string]string
 	gauges   []gauge
+	funcs    []counterFunc
+}
+
+type counterFunc struct {
+	name, labels string
+	read         func() float64
 }
 
 type gauge struct {
@@ -40,6 +47,19 @@ func (r *Registry) Gauge(name, help string, fn func() float64) {
 	r.gauges = append(r.gauges, gauge{name: name, help: help, read: fn})
 }
 
+// CounterFunc registers a counter (one label set of it, from the label
+// pairs "key", "value", ...) whose value fn reads at scrape time; fn must
+// never decrease. Other label sets of the same name may come from further
+// CounterFunc calls or from Add.
+func (r *Registry) CounterFunc(name, help string, fn func() float64, labels ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.funcs = append(r.funcs, counterFunc{name: name, labels: labelSet(labels), read: fn})
+	if _, ok := r.help[name]; !ok {
+		r.help[name] = help
+	}
+}
+
 // Add adds v to the counter name with the given label pairs
 // ("key", "value", ...).
 func (r *Registry) Add(name, help string, v float64, labels ...string) {
@@ -50,6 +70,8 @@ func (r *Registry) Add(name, help string, v float64, labels ...string) {
 	if !ok {
 		m = make(map[string]float64)
 		r.counters[name] = m
+	}
+	if _, ok := r.help[name]; !ok {
 		r.help[name] = help
 	}
 	m[key] += v
@@ -82,27 +104,51 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 func (r *Registry) write(w io.Writer) {
 	r.mu.Lock()
 	gauges := append([]gauge(nil), r.gauges...)
-	names := make([]string, 0, len(r.counters))
-	for n := range r.counters {
+	counters := r.snapshotLocked()
+	help := make(map[string]string, len(counters))
+	for n := range counters {
+		help[n] = r.help[n]
+	}
+	r.mu.Unlock()
+	names := make([]string, 0, len(counters))
+	for n := range counters {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", n, r.help[n], n)
-		keys := make([]string, 0, len(r.counters[n]))
-		for k := range r.counters[n] {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", n, help[n], n)
+		keys := make([]string, 0, len(counters[n]))
+		for k := range counters[n] {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			fmt.Fprintf(w, "%s%s %s\n", n, k, strconv.FormatFloat(r.counters[n][k], 'g', -1, 64))
+			fmt.Fprintf(w, "%s%s %s\n", n, k, strconv.FormatFloat(counters[n][k], 'g', -1, 64))
 		}
 	}
-	r.mu.Unlock()
 	for _, g := range gauges {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %s\n", g.name, g.help, g.name, g.name,
 			strconv.FormatFloat(g.read(), 'g', -1, 64))
 	}
+}
+
+// snapshotLocked returns every counter's value by name and label set,
+// the CounterFunc ones read now.
+func (r *Registry) snapshotLocked() map[string]map[string]float64 {
+	out := make(map[string]map[string]float64, len(r.counters)+len(r.funcs))
+	for n, m := range r.counters {
+		out[n] = make(map[string]float64, len(m))
+		for k, v := range m {
+			out[n][k] = v
+		}
+	}
+	for _, f := range r.funcs {
+		if out[f.name] == nil {
+			out[f.name] = make(map[string]float64)
+		}
+		out[f.name][f.labels] += f.read()
+	}
+	return out
 }
 
 func labelSet(pairs []string) string {

@@ -35,6 +35,34 @@ func TestScrapeShowsCountersAndGauges(t *testing.T) {
 	}
 }
 
+// TestCounterFuncReadsAtScrapeTime: counters read from callbacks share one
+// HELP/TYPE with the Add ones of the same name and show their value now.
+func TestCounterFuncReadsAtScrapeTime(t *testing.T) {
+	r := New()
+	var shed float64
+	r.CounterFunc("cm_connections_shed_total", "Shed connections.", func() float64 { return shed }, "reason", "limit")
+	r.CounterFunc("cm_connections_shed_total", "Shed connections.", func() float64 { return 1 }, "reason", "no_descriptors")
+	r.Add("cm_connections_shed_total", "Shed connections.", 4, "reason", "other")
+	shed = 3
+	body := scrape(r)
+	if n := strings.Count(body, "# TYPE cm_connections_shed_total counter\n"); n != 1 {
+		t.Errorf("%d TYPE lines:\n%s", n, body)
+	}
+	for _, w := range []string{
+		`cm_connections_shed_total{reason="limit"} 3`,
+		`cm_connections_shed_total{reason="no_descriptors"} 1`,
+		`cm_connections_shed_total{reason="other"} 4`,
+	} {
+		if !strings.Contains(body, w) {
+			t.Errorf("scrape lacks %q:\n%s", w, body)
+		}
+	}
+	shed = 5
+	if body := scrape(r); !strings.Contains(body, `cm_connections_shed_total{reason="limit"} 5`) {
+		t.Errorf("the callback was not read again:\n%s", body)
+	}
+}
+
 // TestFollowCountsEventsAndFinishedStatuses feeds typed events through a
 // bus: every event counts by type, and every command.finished by the
 // status it carries.

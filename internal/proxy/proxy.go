@@ -6,7 +6,10 @@
 // prefix stripped; every other request goes to the next handler (the
 // admin API). The upstream is looked up for every request, so a plugin
 // restarted on a new port is followed at once. WebSocket upgrades are
-// carried through and responses are streamed (server-sent events work).
+// carried through and responses are streamed (server-sent events work):
+// the server's read deadline ends with the request body and its write
+// timeout applies to each write, not to the whole response, so event
+// streams and long polls outlast the runtime's timeouts.
 //
 // The plugin cannot trust anything the caller says about itself: the
 // proxy removes incoming Forwarded, X-Forwarded-*, X-Real-IP,
@@ -34,6 +37,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/httpjson"
+	"github.com/home-console/client-manager/internal/longlived"
 	"github.com/home-console/client-manager/pkg/pluginproto"
 )
 
@@ -139,8 +143,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, err.Error())
 		return
 	}
+	// A proxied response may be a stream or a long poll: it is bounded per
+	// write, not as a whole (see internal/longlived).
+	sw, r := longlived.Stream(w, r)
 	ctx := context.WithValue(r.Context(), targetKey{}, target{mount: m, upstream: up})
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	p.rp.ServeHTTP(sw, r.WithContext(ctx))
 }
 
 // match returns the mount path is under.

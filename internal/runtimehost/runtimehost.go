@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/atomicfile"
+	"github.com/home-console/client-manager/internal/connlimit"
 	"github.com/home-console/client-manager/internal/dirlock"
 	"github.com/home-console/client-manager/internal/manifest"
 	"github.com/home-console/client-manager/internal/origin"
@@ -52,6 +53,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// AdminToken, if not empty, is the bearer token of the admin API.
 	AdminToken string
+	// Timeouts bound each part of an HTTP exchange on the port.
+	Timeouts connlimit.Timeouts
+	// MaxOpenConnections bounds the port's open connections of every kind
+	// (connlimit.Listener: the longest-waiting one is shed beyond); the
+	// process's descriptor limit lowers it further.
+	MaxOpenConnections int
 	// AllowedHosts are the names, besides loopback ones and Host, that
 	// requests to the port may address (origin.NewHosts patterns); any
 	// other Host is answered 421 (DNS rebinding).
@@ -87,6 +94,11 @@ func (c Config) guards() (guards, error) {
 	return guards{hosts: hosts, origins: origins.WithSetting(allowedOriginsVar)}, nil
 }
 
+// DefaultMaxOpenConnections is the runtime's default connection limit:
+// in one-port mode each proxied connection also holds one to its plugin,
+// so half of the usual 20,000 descriptors, less a reserve.
+const DefaultMaxOpenConnections = 9500
+
 // DefaultConfig returns the configuration the runtime runs with when
 // nothing is set.
 func DefaultConfig() Config {
@@ -96,6 +108,9 @@ func DefaultConfig() Config {
 		PluginsDir:      "plugins",
 		StateDir:        "state",
 		ShutdownTimeout: 30 * time.Second,
+
+		Timeouts:           connlimit.DefaultTimeouts(),
+		MaxOpenConnections: DefaultMaxOpenConnections,
 	}
 }
 
@@ -110,9 +125,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: RUNTIME_PORT %d: want 0-65535", ErrConfig, c.Port)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("%w: RUNTIME_SHUTDOWN_TIMEOUT must be positive", ErrConfig)
+	case c.MaxOpenConnections < 1:
+		return fmt.Errorf("%w: RUNTIME_MAX_OPEN_CONNECTIONS must be at least 1", ErrConfig)
 	case c.AdminToken == "" && !isLoopback(c.Host):
 		return fmt.Errorf("%w: RUNTIME_HOST %q is not a loopback address; "+
 			"set RUNTIME_ADMIN_TOKEN to serve the admin API beyond this machine", ErrConfig, c.Host)
+	}
+	if err := c.Timeouts.Validate("RUNTIME_"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	_, err := c.guards()
 	return err
@@ -175,11 +195,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 func serve(ctx context.Context, cfg Config, g guards, set *manifest.Set, group *supervisor.Group,
 	detach <-chan os.Signal, log *slog.Logger) error {
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
-	ln, err := net.Listen("tcp", addr)
+	inner, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("admin API: cannot listen on %s: %w", addr, err)
 	}
+	ln := connlimit.New(inner, connlimit.Config{Max: cfg.MaxOpenConnections, Log: log})
 	srv := newServer(group, set, cfg, g, log)
+	ln.Configure(srv)
 	addr = ln.Addr().String()
 	addrPath := filepath.Join(cfg.StateDir, AddrFile)
 	if err := atomicfile.Write(addrPath, []byte(addr+"\n"), 0o644); err != nil {

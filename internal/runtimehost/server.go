@@ -27,13 +27,13 @@ func newServer(group *supervisor.Group, set *manifest.Set, cfg Config, g guards,
 			log.Info("plugin mounted", "plugin", e.Name, "mount", e.Manifest.Mount)
 		}
 	}
-	return &http.Server{
-		Handler:           g.hosts.Guard(proxy.New(proxy.Config{Mounts: mounts, Resolve: resolver(group), Next: admin, Log: log})),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	srv := &http.Server{
+		Handler:        g.hosts.Guard(proxy.New(proxy.Config{Mounts: mounts, Resolve: resolver(group), Next: admin, Log: log})),
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	cfg.Timeouts.Apply(srv)
+	return srv
 }
 
 // resolver returns the proxy's view of where each plugin serves now.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/cmservice"
+	"github.com/home-console/client-manager/internal/connlimit"
 	"github.com/home-console/client-manager/internal/logging"
 	"github.com/home-console/client-manager/internal/origin"
 	"github.com/home-console/client-manager/pkg/pluginproto"
@@ -42,6 +43,14 @@ type config struct {
 	APIRate          float64  `envconfig:"API_RATE" desc:"REST requests per second per caller (429 beyond)"`
 	APIBurst         int      `envconfig:"API_BURST" desc:"burst of API_RATE"`
 
+	ReadHeaderTimeout  time.Duration `envconfig:"READ_HEADER_TIMEOUT" desc:"time to send a request's header; a slower connection is closed"`
+	ReadTimeout        time.Duration `envconfig:"READ_TIMEOUT" desc:"time to send a whole request (a REST body: from the end of its header; 408 beyond)"`
+	WriteTimeout       time.Duration `envconfig:"WRITE_TIMEOUT" desc:"time to take a response (event streams, ?wait= and WebSockets set their own)"`
+	IdleTimeout        time.Duration `envconfig:"IDLE_TIMEOUT" desc:"a kept-alive connection sending no new request is closed after this"`
+	MaxOpenConnections int           `envconfig:"MAX_OPEN_CONNECTIONS" desc:"open connections of every kind (at most RLIMIT_NOFILE-128); beyond, the longest-waiting idle or half-sent one is closed"`
+	EventQueue         int           `envconfig:"EVENT_QUEUE" desc:"events waiting for one /api/events consumer; beyond, its stream is dropped"`
+	EventWriteTimeout  time.Duration `envconfig:"EVENT_WRITE_TIMEOUT" desc:"time for one write to an /api/events consumer; beyond, its stream is dropped"`
+
 	MaxConnections    int           `envconfig:"MAX_CONNECTIONS" desc:"agent WebSockets (503 beyond)"`
 	MaxMessageBytes   int64         `envconfig:"MAX_MESSAGE_BYTES" desc:"largest agent frame (close 1009 beyond)"`
 	OutboundQueue     int           `envconfig:"OUTBOUND_QUEUE" desc:"messages queued per agent; a full queue drops the agent"`
@@ -71,6 +80,10 @@ func defaults() config {
 		OperatorCommands: access.DefaultOperatorCommands,
 		MaxBodyBytes:     d.MaxBodyBytes, APIRate: d.APIRate, APIBurst: d.APIBurst,
 
+		ReadHeaderTimeout: d.Timeouts.ReadHeader, ReadTimeout: d.Timeouts.Read,
+		WriteTimeout: d.Timeouts.Write, IdleTimeout: d.Timeouts.Idle,
+		MaxOpenConnections: d.MaxOpenConnections, EventQueue: d.EventQueue, EventWriteTimeout: d.EventWriteTimeout,
+
 		MaxConnections: d.Hub.MaxConnections, MaxMessageBytes: d.Hub.MaxMessageBytes,
 		OutboundQueue: d.Hub.OutboundQueue, MessageRate: d.Hub.MessageRate,
 		ConnectRate: d.Hub.ConnectRate, ConnectBurst: d.Hub.ConnectBurst,
@@ -93,11 +106,23 @@ func (c config) validate() error {
 			"set both (PEM certificate and key files) to serve HTTPS and wss://, or neither for plain HTTP")
 	case c.APIRate <= 0 || c.APIBurst < 1:
 		return errors.New("CLIENT_MANAGER_API_RATE must be positive and CLIENT_MANAGER_API_BURST at least 1")
+	case c.MaxOpenConnections < 1 || c.EventQueue < 1:
+		return errors.New("CLIENT_MANAGER_MAX_OPEN_CONNECTIONS and CLIENT_MANAGER_EVENT_QUEUE must be at least 1")
+	case c.EventWriteTimeout <= 0:
+		return errors.New("CLIENT_MANAGER_EVENT_WRITE_TIMEOUT must be positive")
+	}
+	if err := c.timeouts().Validate(Prefix + "_"); err != nil {
+		return err
 	}
 	if _, err := origin.New(c.AllowedOrigins); err != nil {
 		return fmt.Errorf("CLIENT_MANAGER_ALLOWED_ORIGINS: %w", err)
 	}
 	return nil
+}
+
+// timeouts returns the HTTP server's timeouts.
+func (c config) timeouts() connlimit.Timeouts {
+	return connlimit.Timeouts{ReadHeader: c.ReadHeaderTimeout, Read: c.ReadTimeout, Write: c.WriteTimeout, Idle: c.IdleTimeout}
 }
 
 // logFormat resolves the auto format.
@@ -119,6 +144,8 @@ func (c config) service() cmservice.Config {
 	s.MaxBodyBytes, s.APIRate, s.APIBurst = c.MaxBodyBytes, c.APIRate, c.APIBurst
 	s.AllowedOrigins, s.TLSCert, s.TLSKey = c.AllowedOrigins, c.TLSCert, c.TLSKey
 	s.OperatorCommands = c.OperatorCommands
+	s.Timeouts, s.MaxOpenConnections = c.timeouts(), c.MaxOpenConnections
+	s.EventQueue, s.EventWriteTimeout = c.EventQueue, c.EventWriteTimeout
 
 	s.Hub.MaxConnections, s.Hub.MaxMessageBytes, s.Hub.OutboundQueue = c.MaxConnections, c.MaxMessageBytes, c.OutboundQueue
 	s.Hub.MessageRate, s.Hub.ConnectRate, s.Hub.ConnectBurst = c.MessageRate, c.ConnectRate, c.ConnectBurst

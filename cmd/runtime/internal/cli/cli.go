@@ -12,6 +12,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/home-console/client-manager/internal/cmdflags"
+	"github.com/home-console/client-manager/internal/connlimit"
 	"github.com/home-console/client-manager/internal/envhelp"
 	"github.com/home-console/client-manager/internal/logging"
 	"github.com/home-console/client-manager/internal/runtimehost"
@@ -34,6 +35,12 @@ type env struct {
 	AdminToken      string        `envconfig:"ADMIN_TOKEN" desc:"bearer token of the admin API"`
 	AllowedHosts    []string      `envconfig:"ALLOWED_HOSTS" desc:"host names the port may be addressed by besides loopback ones and RUNTIME_HOST (others: 421)"`
 	AllowedOrigins  []string      `envconfig:"ALLOWED_ORIGINS" desc:"browser origins allowed to send admin actions besides the port's own"`
+
+	ReadHeaderTimeout  time.Duration `envconfig:"READ_HEADER_TIMEOUT" desc:"time to send a request's header; a slower connection is closed"`
+	ReadTimeout        time.Duration `envconfig:"READ_TIMEOUT" desc:"time to send a whole request, header and body"`
+	WriteTimeout       time.Duration `envconfig:"WRITE_TIMEOUT" desc:"time to take a response; a proxied one: each write of it"`
+	IdleTimeout        time.Duration `envconfig:"IDLE_TIMEOUT" desc:"a kept-alive connection sending no new request is closed after this"`
+	MaxOpenConnections int           `envconfig:"MAX_OPEN_CONNECTIONS" desc:"open connections of every kind (at most RLIMIT_NOFILE-128); beyond, the longest-waiting idle or half-sent one is closed"`
 }
 
 // defaults returns the environment's defaults, taken from the packages
@@ -44,6 +51,9 @@ func defaults() env {
 		Host: d.Host, Port: d.Port, PluginsDir: d.PluginsDir, StateDir: d.StateDir,
 		ShutdownTimeout: d.ShutdownTimeout, AdminToken: d.AdminToken,
 		LogLevel: logging.DefaultLevel, LogFormat: logging.DefaultFormat,
+
+		ReadHeaderTimeout: d.Timeouts.ReadHeader, ReadTimeout: d.Timeouts.Read,
+		WriteTimeout: d.Timeouts.Write, IdleTimeout: d.Timeouts.Idle, MaxOpenConnections: d.MaxOpenConnections,
 	}
 }
 
@@ -52,6 +62,11 @@ func (e env) config() runtimehost.Config {
 		Host: e.Host, Port: e.Port, PluginsDir: e.PluginsDir, StateDir: e.StateDir,
 		ShutdownTimeout: e.ShutdownTimeout, AdminToken: e.AdminToken,
 		AllowedHosts: e.AllowedHosts, AllowedOrigins: e.AllowedOrigins,
+
+		Timeouts: connlimit.Timeouts{
+			ReadHeader: e.ReadHeaderTimeout, Read: e.ReadTimeout, Write: e.WriteTimeout, Idle: e.IdleTimeout,
+		},
+		MaxOpenConnections: e.MaxOpenConnections,
 	}
 }
 
