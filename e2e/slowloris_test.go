@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -325,5 +326,57 @@ func TestDescriptorExhaustionKeepsHealth(t *testing.T) {
 	}
 	if served < conns/2-5 {
 		t.Errorf("only %d of %d requests were served while connecting", served, conns/2)
+	}
+}
+
+// TestLongLivedOutlastTimeouts sets every timeout of both processes to
+// 1 s: on the client manager's port and through the runtime's one-port
+// proxy, an event stream and a ?wait= long poll (a 3 s command) outlast
+// them, and the agent's WebSocket stays up.
+func TestLongLivedOutlastTimeouts(t *testing.T) {
+	t.Parallel()
+	port, dataDir := freePort(t), t.TempDir()
+	env := []string{"CLIENT_MANAGER_PORT=" + itoa(port), "CLIENT_MANAGER_DATA_DIR=" + dataDir}
+	for _, p := range []string{"CLIENT_MANAGER", "RUNTIME"} {
+		for _, v := range []string{"READ_HEADER", "READ", "WRITE", "IDLE"} {
+			env = append(env, p+"_"+v+"_TIMEOUT=1s")
+		}
+	}
+	r := startRuntime(t, plugins(t, map[string]string{"client_manager": mounted(clientManager(), "/cm")}), env...)
+	r.waitState(cm, "running", 20*time.Second)
+	direct := "http://127.0.0.1:" + itoa(port)
+	_, agentLogs := startAgentBinary(t, "--server", direct, "--enroll-token", "@"+filepath.Join(dataDir, "bootstrap-token"),
+		"--credential-file", filepath.Join(t.TempDir(), "credential.json"), "--allow", "sleep")
+	id := waitOnline(t, direct, 15*time.Second)
+	bases := []string{direct, r.admin + "/cm"}
+	var streams []*eventLog
+	for _, base := range bases {
+		streams = append(streams, recordEvents(t, base+"/api/events"))
+	}
+	var commands []string
+	for _, base := range bases {
+		t0 := time.Now()
+		var cmd struct{ ID, Status string }
+		client := &http.Client{Timeout: 30 * time.Second}
+		res, err := client.Post(base+"/api/commands/"+id+"?wait=20s", "application/json", strings.NewReader(`{"command":"sleep","args":["3"]}`))
+		if err != nil {
+			t.Fatalf("long poll via %s: %v", base, err)
+		}
+		err = json.NewDecoder(res.Body).Decode(&cmd)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK || cmd.Status != "completed" {
+			t.Fatalf("long poll via %s: %d %+v %v after %v", base, res.StatusCode, cmd, err, time.Since(t0))
+		}
+		commands = append(commands, cmd.ID)
+	}
+	for i, s := range streams {
+		for _, c := range commands {
+			if !s.sawFinished(c) {
+				t.Errorf("the event stream via %s did not get %s's command.finished", bases[i], c)
+			}
+		}
+	}
+	if n := strings.Count(agentLogs.String(), "msg=connected"); n != 1 {
+		t.Errorf("the agent connected %d times, want once", n)
 	}
 }
