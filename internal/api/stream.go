@@ -63,8 +63,7 @@ func (s *Server) streamEvents(c *gin.Context) {
 	sub := s.Bus.Subscribe(queue)
 	defer sub.Close()
 
-	_ = longlived.Extend(c.Writer, c.Request, 0) // the stream outlives the server's read timeout
-	w := longlived.NewWriter(c.Writer, cmp.Or(s.StreamWriteTimeout, DefaultStreamWriteTimeout))
+	w, _ := longlived.Stream(c.Writer, c.Request, cmp.Or(s.StreamWriteTimeout, DefaultStreamWriteTimeout))
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

@@ -7,8 +7,8 @@
 // (WriteTimeout). Both would cut a response that legitimately takes
 // longer: past the read deadline the server's wait for the peer's next
 // byte fails and cancels the request's context, and past the write
-// deadline every write fails. A handler that takes longer calls [Extend]
-// once its request body is read, or streams through a [Writer]. Hijacked
+// deadline every write fails. A handler that answers later calls [Extend];
+// one that streams uses [Stream]. Hijacked
 // connections (WebSockets) need neither: net/http clears both deadlines
 // when it hands a connection over.
 package longlived
@@ -19,28 +19,34 @@ import (
 	"time"
 )
 
-// writeTimeout returns the WriteTimeout of the server serving r (0 when
-// none or unknown).
-func writeTimeout(r *http.Request) time.Duration {
-	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
-		return srv.WriteTimeout
-	}
-	return 0
+// server returns the server serving r (nil when unknown).
+func server(r *http.Request) *http.Server {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	return srv
 }
 
 // Extend prepares the connection of w for a handler that writes its
-// answer within busy from now: the read deadline is cleared (call Extend
-// once the request's body has been read) and the write deadline is set to
-// busy plus the server's WriteTimeout from now (left alone when the server
-// has none). It returns the error of a ResponseWriter that cannot set
-// deadlines.
+// answer within busy from now: the read deadline moves to busy plus the
+// server's ReadTimeout from now (so that the server's wait for the
+// peer's next byte does not end the request first, while the rest of an
+// unread body is still not waited for forever), and the write deadline to
+// busy plus the server's WriteTimeout from now. A deadline the server
+// does not have is left alone. It returns the error of a ResponseWriter
+// that cannot set deadlines.
 func Extend(w http.ResponseWriter, r *http.Request, busy time.Duration) error {
-	rc := http.NewResponseController(w)
-	if err := rc.SetReadDeadline(time.Time{}); err != nil {
-		return err
+	srv := server(r)
+	if srv == nil {
+		return nil
 	}
-	if wt := writeTimeout(r); wt > 0 {
-		return rc.SetWriteDeadline(time.Now().Add(busy + wt))
+	rc := http.NewResponseController(w)
+	now := time.Now()
+	if srv.ReadTimeout > 0 {
+		if err := rc.SetReadDeadline(now.Add(busy + srv.ReadTimeout)); err != nil {
+			return err
+		}
+	}
+	if srv.WriteTimeout > 0 {
+		return rc.SetWriteDeadline(now.Add(busy + srv.WriteTimeout))
 	}
 	return nil
 }
@@ -100,12 +106,18 @@ func (w *Writer) Flush() { _ = w.FlushError() }
 func (w *Writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Stream prepares a request whose response is streamed for as long as it
-// takes (a reverse proxy's): it returns a [Writer] over w with the
-// server's WriteTimeout, and r with a body that clears the read deadline
-// once read to its end (at once when r has no body). The request body
-// itself still has to arrive within the server's ReadTimeout.
-func Stream(w http.ResponseWriter, r *http.Request) (*Writer, *http.Request) {
-	sw := NewWriter(w, writeTimeout(r))
+// takes (an event stream, a reverse proxy's response): it returns a
+// [Writer] over w whose writes each have timeout (the server's
+// WriteTimeout when timeout is 0), and r with a body that clears the read
+// deadline once read to its end (at once when r has no body). The request
+// body itself still has to arrive within the server's ReadTimeout.
+func Stream(w http.ResponseWriter, r *http.Request, timeout time.Duration) (*Writer, *http.Request) {
+	if timeout <= 0 {
+		if srv := server(r); srv != nil {
+			timeout = srv.WriteTimeout
+		}
+	}
+	sw := NewWriter(w, timeout)
 	if r.Body == nil || r.Body == http.NoBody {
 		_ = sw.rc.SetReadDeadline(time.Time{})
 		return sw, r

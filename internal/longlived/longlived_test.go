@@ -83,7 +83,7 @@ func TestExtend(t *testing.T) {
 // it (body first, then chunks), gets through with Stream.
 func TestStream(t *testing.T) {
 	url := serve(t, func(w http.ResponseWriter, r *http.Request) {
-		sw, r := Stream(w, r)
+		sw, r := Stream(w, r, 0)
 		_, _ = io.Copy(io.Discard, r.Body)
 		for i := range 8 {
 			if _, err := io.WriteString(sw, strings.Repeat("x", i+1)+"\n"); err != nil {
@@ -147,5 +147,33 @@ func TestWriterCutsAStalledReader(t *testing.T) {
 		}
 	case <-time.After(40 * time.Second):
 		t.Fatal("the stalled reader was never cut")
+	}
+}
+
+// TestExtendDoesNotWaitForAnUnreadBody: a handler that extends without
+// reading the body (whose rest never comes) does not hold the connection
+// forever: net/http's wait for the rest of it ends with the extended read
+// deadline (the answer may then be lost: its write deadline has passed
+// too).
+func TestExtendDoesNotWaitForAnUnreadBody(t *testing.T) {
+	url := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		_ = Extend(w, r, timeout)
+		_, _ = io.WriteString(w, "answer")
+	})
+	nc, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	start := time.Now()
+	if _, err := io.WriteString(nc, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadAll(nc); err != nil {
+		t.Fatalf("connection not closed after %v: %v", time.Since(start), err)
+	}
+	if d := time.Since(start); d > 10*timeout {
+		t.Errorf("closed after %v, want about %v", d, 2*timeout)
 	}
 }

@@ -145,7 +145,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A proxied response may be a stream or a long poll: it is bounded per
 	// write, not as a whole (see internal/longlived).
-	sw, r := longlived.Stream(w, r)
+	sw, r := longlived.Stream(w, r, 0)
 	ctx := context.WithValue(r.Context(), targetKey{}, target{mount: m, upstream: up})
 	p.rp.ServeHTTP(sw, r.WithContext(ctx))
 }
