@@ -89,6 +89,24 @@ func waitStats(t *testing.T, l *Listener, ok func(Stats) bool) Stats {
 	}
 }
 
+// waitWaiting waits until n connections wait (are idle, or not yet
+// served): the server marks a kept-alive connection idle only after it
+// has written the answer the client may already have read.
+func waitWaiting(t *testing.T, l *Listener, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		got := l.waiting.Len()
+		l.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections waiting, want %d", got, n)
+		}
+	}
+}
+
 var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	_, _ = io.WriteString(w, "ok")
@@ -121,6 +139,7 @@ func TestLimitShedsTheLongestWaiting(t *testing.T) {
 				time.Sleep(20 * time.Millisecond) // accepted in this order
 			}
 			waitStats(t, l, func(s Stats) bool { return s.Open == limit })
+			waitWaiting(t, l, limit)
 			if res := get(t, dial(t, addr, ""), "/"); res.StatusCode != http.StatusOK {
 				t.Fatalf("new connection got %d", res.StatusCode)
 			}
@@ -232,6 +251,7 @@ func TestOutOfDescriptors(t *testing.T) {
 	// A waiting connection: it is closed, the new one served.
 	idle := dial(t, addr, "")
 	get(t, idle, "/")
+	waitWaiting(t, l, 1)
 	f.fail.Store(1)
 	if res := get(t, dial(t, addr, ""), "/"); res.StatusCode != http.StatusOK {
 		t.Fatalf("got %d", res.StatusCode)
