@@ -357,7 +357,10 @@ func TestLongLivedOutlastTimeouts(t *testing.T) {
 	for _, base := range bases {
 		t0 := time.Now()
 		var cmd struct{ ID, Status string }
-		client := &http.Client{Timeout: 30 * time.Second}
+		// A fresh connection: a kept-alive one from an earlier request may
+		// be closed by the 1 s idle timeout just as this POST is sent, and
+		// net/http does not retry a POST.
+		client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 		res, err := client.Post(base+"/api/commands/"+id+"?wait=20s", "application/json", strings.NewReader(`{"command":"sleep","args":["3"]}`))
 		if err != nil {
 			t.Fatalf("long poll via %s: %v", base, err)
@@ -371,7 +374,7 @@ func TestLongLivedOutlastTimeouts(t *testing.T) {
 	}
 	for i, s := range streams {
 		for _, c := range commands {
-			if !s.sawFinished(c) {
+			if !s.waitFinished(c, 5*time.Second) {
 				t.Errorf("the event stream via %s did not get %s's command.finished", bases[i], c)
 			}
 		}

@@ -99,6 +99,19 @@ func (l *eventLog) sawFinished(id string) bool {
 	return l.finished[id]
 }
 
+// waitFinished reports whether command id's command.finished arrives
+// within timeout: events travel apart from the answer that finished it.
+func (l *eventLog) waitFinished(id string, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if l.sawFinished(id) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // arrival returns when event id arrived.
 func (l *eventLog) arrival(id uint64) (time.Time, bool) {
 	l.mu.Lock()
