@@ -87,6 +87,8 @@ type Hello struct {
 	// Running lists command ids the agent is still executing (after a
 	// reconnect), so the server does not re-deliver them.
 	Running []string `json:"running,omitempty"`
+	// Features lists what the agent supports and allows (Feature*).
+	Features []string `json:"features,omitempty"`
 }
 
 // Welcome is the server's answer to Hello.
@@ -102,6 +104,14 @@ type Welcome struct {
 	// the agent truncates beyond it and sets Truncated.
 	MaxOutputBytes int64  `json:"max_output_bytes"`
 	ServerVersion  string `json:"server_version"`
+	// Features lists what the server supports (Feature*); absent from
+	// servers that predate it.
+	Features []string `json:"features,omitempty"`
+	// StreamWindowBytes is each stream's credit window per direction,
+	// StreamChunkBytes the largest payload of one binary frame; both set
+	// when Features has FeatureStreams.
+	StreamWindowBytes int64 `json:"stream_window_bytes,omitempty"`
+	StreamChunkBytes  int64 `json:"stream_chunk_bytes,omitempty"`
 }
 
 // Heartbeat carries the agent's clock, for drift diagnostics.
@@ -173,7 +183,7 @@ type Error struct {
 const (
 	CloseNormal        = 1000 // normal closure
 	CloseGoingAway     = 1001 // server draining or shutting down; reconnect
-	CloseUnsupported   = 1003 // a binary frame
+	CloseUnsupported   = 1003 // a binary frame before both sides listed FeatureStreams
 	CloseInvalidData   = 1007 // a frame that is not a JSON envelope
 	ClosePolicy        = 1008 // protocol violation (e.g. no hello)
 	CloseTooBig        = 1009 // a frame over the max message size
