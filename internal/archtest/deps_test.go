@@ -62,6 +62,8 @@ var layers = map[string]layer{
 	"pkg/agent/files":       shared, // file access under roots; pkg/agent wires it
 	"pkg/agent/terminal":    shared, // PTY sessions; pkg/agent wires it
 	"pkg/pluginproto":       shared,
+	"pkg/terminalproto":     shared, // the operator's terminal WebSocket contract
+	"pkg/agentstream":       shared, // streams with credit flow control over one connection
 	"pkg/pluginproto/proto": shared,
 
 	"internal/sqlite":     adapter,
@@ -73,6 +75,7 @@ var layers = map[string]layer{
 	"internal/adminapi":   adapter,
 	"internal/supervisor": adapter,
 	"internal/proxy":      adapter,
+	"internal/sessions":   adapter, // operator side of terminals and file transfers
 	"pkg/agent":           adapter,
 
 	"internal/cmservice":   assembly,
@@ -91,7 +94,7 @@ var allowed = map[layer][]layer{
 // owners lists, per infrastructure library, the only packages besides
 // assemblies that may import it.
 var owners = map[string][]string{
-	"github.com/coder/websocket":     {"internal/hub", "pkg/agent"},
+	"github.com/coder/websocket":     {"internal/hub", "pkg/agent", "internal/sessions"},
 	"modernc.org/sqlite":             {"internal/sqlite"},
 	"github.com/hashicorp/go-plugin": {"internal/supervisor", "pkg/pluginproto"},
 	"github.com/creack/pty":          {"pkg/agent/terminal"},
@@ -255,7 +258,7 @@ func TestViolationsAreFound(t *testing.T) {
 		}, []string{"internal/fleet (domain) imports internal/sqlite (adapter)"}},
 		{"library outside its owner", map[string][]string{
 			"internal/api": {"github.com/coder/websocket"},
-		}, []string{"internal/api imports github.com/coder/websocket, which only internal/hub and pkg/agent may use"}},
+		}, []string{"internal/api imports github.com/coder/websocket, which only internal/hub and pkg/agent and internal/sessions may use"}},
 		{"unclassified package", map[string][]string{
 			"internal/newthing": nil,
 		}, []string{"internal/newthing is in no layer: classify it in internal/archtest/deps_test.go and docs/architecture.md"}},
