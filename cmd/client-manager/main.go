@@ -1,7 +1,8 @@
 // Command client-manager serves remote agents over WebSocket and operators
 // over REST. Launched by the runtime it also serves the plugin contract over
 // gRPC; started by hand it runs standalone until SIGTERM or SIGINT.
-// "client-manager token ..." manages operator tokens. Run
+// "client-manager token ..." manages operator tokens; "client-manager
+// terminal AGENT_ID" opens a terminal on an agent. Run
 // "client-manager --help" for the environment variables.
 package main
 

@@ -1,7 +1,7 @@
 // Package cli implements the client-manager command: its command line,
 // its CLIENT_MANAGER_* environment, the data directory's lock, and the
 // two ways the service runs, launched by the runtime (plugin mode) or on
-// its own; plus the token subcommand.
+// its own; plus the token and terminal subcommands.
 package cli
 
 import (
@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -39,6 +40,9 @@ const LockFile = "client-manager.lock"
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
 		return tokenMain(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "terminal" {
+		return terminalMain(ctx, args[1:], os.Stdin, stdout, stderr)
 	}
 	cmd := cmdflags.Command{Flags: flag.NewFlagSet("client-manager", flag.ContinueOnError), Usage: usage, Version: true}
 	if code, done := cmd.Parse(args, stdout, stderr); done {
@@ -101,6 +105,7 @@ func standalone(ctx context.Context, svc *cmservice.Service, log *slog.Logger, d
 const usageText = `Usage:
   client-manager [flags]            serve agents and operators until SIGTERM/SIGINT
   client-manager token SUBCOMMAND   manage operator tokens (client-manager token --help)
+  client-manager terminal AGENT_ID  open a terminal on an agent (client-manager terminal --help)
 
 Serves remote agents over WebSocket (/ws) and operators over REST (/api/...)
 on CLIENT_MANAGER_HOST:CLIENT_MANAGER_PORT. Launched by the runtime it runs
