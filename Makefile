@@ -18,7 +18,7 @@ LDFLAGS     := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(C
 FUZZ_TARGETS := internal/strictjson:FuzzDecode internal/manifest:FuzzLoad internal/hub:FuzzDecodeFrame internal/api:FuzzDecodeBody
 FUZZTIME     ?= 30s
 
-.PHONY: all build run test fuzz bench load lint proto clean
+.PHONY: all build run test fuzz bench bench-sessions load lint proto clean
 
 all: build
 
@@ -46,6 +46,13 @@ fuzz:
 # (figures in docs/performance.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/sqlite/ ./internal/hub/ ./internal/strictjson/
+
+# Terminal and file-transfer figures with the real binaries, at full size
+# (1 GiB transfers and resume, 100 sessions; docs/performance.md), without
+# the race detector.
+bench-sessions: build
+	CM_PERF=1 CM_RESUME_BYTES=1073741824 $(GO) test -count=1 -timeout 30m -v \
+		-run 'TestTerminalPerf|TestFileTransferPerf|TestManySessions|TestUploadResumesAfterServerKill' ./e2e/
 
 # AGENTS simulated agents against one client manager: RSS per agent and
 # connect rate; STORM=1 also measures a reconnect storm (docs/performance.md).
