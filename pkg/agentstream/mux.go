@@ -273,7 +273,9 @@ func (m *Mux) lookup(id uint32, typ string) (*Stream, error) {
 // short header): the caller closes the connection (agentproto.ClosePolicy,
 // err.Error() as reason). Data for a stream that this side already
 // aborted is silently dropped (it was in flight), but still counted
-// against credit. Calls after Close are ignored.
+// against credit; so is data for a stream that is over already (a peer's
+// abort overtakes its queued data, which then arrives after both sides
+// closed). Calls after Close are ignored.
 func (m *Mux) HandleData(frame []byte) error {
 	if len(frame) < agentproto.StreamHeaderBytes {
 		return fmt.Errorf("binary frame of %d bytes is shorter than its stream id", len(frame))
@@ -288,9 +290,9 @@ func (m *Mux) HandleData(frame []byte) error {
 	if m.closed {
 		return nil
 	}
-	s := m.streams[id]
+	s, err := m.lookup(id, "binary frame")
 	if s == nil {
-		return fmt.Errorf("binary frame for unknown or closed stream %d", id)
+		return err
 	}
 	return s.receiveLocked(payload)
 }

@@ -184,7 +184,7 @@ func TestHandleDataViolations(t *testing.T) {
 		{"beyond credit", [][]byte{dataFrame(1, 1024), dataFrame(1, 1024), dataFrame(1, 1024), dataFrame(1, 1024), dataFrame(1, 1)}, "beyond credit"},
 		{"over chunk", [][]byte{dataFrame(1, 1025)}, "over the chunk size"},
 		{"short header", [][]byte{{0, 0, 1}}, "shorter than its stream id"},
-		{"unknown stream", [][]byte{dataFrame(2, 10)}, "unknown or closed stream 2"},
+		{"unknown stream", [][]byte{dataFrame(2, 10)}, "for unknown stream 2"},
 		{"empty payload", [][]byte{dataFrame(1, 0)}, ""},
 	}
 	for _, tt := range tests {
@@ -205,6 +205,24 @@ func TestHandleDataViolations(t *testing.T) {
 				t.Fatalf("HandleData = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestLateDataDropped: a peer's abort overtakes its queued data, which
+// then arrives after both sides closed; it is dropped, not a violation.
+func TestLateDataDropped(t *testing.T) {
+	m := New(newRecorder(), Config{Window: 4096, Chunk: 1024})
+	st := acceptOne(t, m, 1)
+	if err := m.Handle(agentproto.StreamClose{StreamID: 1, Code: agentproto.StreamErrorCancelled}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-st.Done():
+	case <-time.After(time.Second):
+		t.Fatal("stream not over after the peer's abort")
+	}
+	if err := m.HandleData(dataFrame(1, 100)); err != nil {
+		t.Fatalf("late data for a finished stream: %v", err)
 	}
 }
 
