@@ -51,6 +51,7 @@ type session struct {
 	maxOutput  int64
 
 	out      chan []byte   // encoded envelopes for the writer
+	streams  *streamQueue  // stream frames for the writer, behind out
 	beat     chan struct{} // heartbeat signals from a HeartbeatGroup
 	done     chan struct{} // closed by end when the reader or the writer stops
 	endOnce  sync.Once
@@ -82,7 +83,7 @@ func (a *Agent) handshake(ctx context.Context) (*session, error) {
 	}
 	conn.SetReadLimit(defaultMaxMessage)
 	s := &session{a: a, conn: conn, maxMessage: defaultMaxMessage, out: make(chan []byte, outQueueSize),
-		beat: make(chan struct{}, 1), done: make(chan struct{})}
+		streams: newStreamQueue(), beat: make(chan struct{}, 1), done: make(chan struct{})}
 	w, err := s.hello(ctx)
 	if err != nil {
 		conn.CloseNow()

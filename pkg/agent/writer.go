@@ -11,8 +11,10 @@ import (
 )
 
 // writeLoop is the session's only writer: it first re-sends unacked, the
-// results the server has not acknowledged, then writes queued messages and
-// heartbeats until the session ends. When ctx is done it closes the
+// results the server has not acknowledged, then writes queued messages,
+// heartbeats and stream frames until the session ends. Every message other
+// than a stream's data goes ahead of the data frames waiting: a frame of
+// data is written only when no other message is queued. When ctx is done it closes the
 // connection with status 1000; when a write fails or the server has been
 // silent past its liveness timeout it drops the connection.
 func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandResult) {
@@ -39,6 +41,8 @@ func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandRes
 			err = s.onBeat()
 		case <-s.beat:
 			err = s.onBeat()
+		case <-s.streams.ready():
+			err = s.writeStreamFrame()
 		}
 	}
 	s.a.log.Warn("dropping the connection", "err", err)
@@ -61,9 +65,32 @@ func (s *session) resend(results []agentproto.CommandResult) error {
 }
 
 func (s *session) write(b []byte) error {
+	return s.writeFrame(websocket.MessageText, b)
+}
+
+func (s *session) writeFrame(typ websocket.MessageType, b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	return s.conn.Write(ctx, websocket.MessageText, b)
+	return s.conn.Write(ctx, typ, b)
+}
+
+// writeStreamFrame writes one waiting frame: a queued message first (so a
+// command's messages never wait behind a session's data), else the next
+// stream control message, else the next stream data frame (binary).
+func (s *session) writeStreamFrame() error {
+	select {
+	case b := <-s.out:
+		return s.write(b)
+	default:
+	}
+	b, control, ok := s.streams.pop()
+	switch {
+	case !ok:
+		return nil
+	case control:
+		return s.write(b)
+	}
+	return s.writeFrame(websocket.MessageBinary, b)
 }
 
 // onBeat runs at every heartbeat: it drops the connection if the server
