@@ -12,34 +12,42 @@ var errSessionEnded = errors.New("connection ended")
 // are waiting.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
+// queuedFrame is one frame waiting in a streamQueue.
+type queuedFrame struct {
+	b    []byte
+	text bool // a JSON envelope; else a binary data frame
+}
+
 // streamQueue holds the stream frames waiting for the session's writer:
-// control messages (encoded JSON envelopes) ahead of data (binary frames).
+// control messages (encoded JSON envelopes) ahead of the data list, which
+// holds the binary data frames and, in order with them, the stream_close
+// messages (a stream's close follows its last data frame on the wire).
 // Neither list is bounded here: the Mux sends data only within the peer's
 // credit, so queued data is bounded by the streams' windows, and its
 // control messages by one open and one close per stream plus a few credit
 // messages per window. It is safe for concurrent use.
 type streamQueue struct {
 	mu     sync.Mutex
-	ctl    [][]byte
-	data   [][]byte
+	ctl    []queuedFrame
+	data   []queuedFrame
 	closed bool
 	wake   chan struct{} // capacity 1: something was queued
 }
 
 func newStreamQueue() *streamQueue { return &streamQueue{wake: make(chan struct{}, 1)} }
 
-// push queues b, a control message or a data frame, without blocking. It
-// fails once the queue is closed.
-func (q *streamQueue) push(b []byte, control bool) error {
+// push queues f ahead of the data (control) or behind it, without
+// blocking. It fails once the queue is closed.
+func (q *streamQueue) push(f queuedFrame, control bool) error {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return errSessionEnded
 	}
 	if control {
-		q.ctl = append(q.ctl, b)
+		q.ctl = append(q.ctl, f)
 	} else {
-		q.data = append(q.data, b)
+		q.data = append(q.data, f)
 	}
 	q.mu.Unlock()
 	select {
@@ -49,20 +57,20 @@ func (q *streamQueue) push(b []byte, control bool) error {
 	return nil
 }
 
-// pop takes the oldest control message, or else the oldest data frame;
-// ok is false when both lists are empty.
-func (q *streamQueue) pop() (b []byte, control, ok bool) {
+// pop takes the oldest control message, or else the oldest of the data
+// list; ok is false when both lists are empty.
+func (q *streamQueue) pop() (f queuedFrame, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	switch {
 	case len(q.ctl) > 0:
-		b, q.ctl = q.ctl[0], q.ctl[1:]
-		return b, true, true
+		f, q.ctl = q.ctl[0], q.ctl[1:]
+		return f, true
 	case len(q.data) > 0:
-		b, q.data = q.data[0], q.data[1:]
-		return b, false, true
+		f, q.data = q.data[0], q.data[1:]
+		return f, true
 	}
-	return nil, false, false
+	return f, false
 }
 
 // ready returns a channel that is ready when frames are waiting: closedChan

@@ -76,21 +76,21 @@ func (s *session) writeFrame(typ websocket.MessageType, b []byte) error {
 
 // writeStreamFrame writes one waiting frame: a queued message first (so a
 // command's messages never wait behind a session's data), else the next
-// stream control message, else the next stream data frame (binary).
+// stream control message, else the next frame of the data list.
 func (s *session) writeStreamFrame() error {
 	select {
 	case b := <-s.out:
 		return s.write(b)
 	default:
 	}
-	b, control, ok := s.streams.pop()
+	f, ok := s.streams.pop()
 	switch {
 	case !ok:
 		return nil
-	case control:
-		return s.write(b)
+	case f.text:
+		return s.write(f.b)
 	}
-	return s.writeFrame(websocket.MessageBinary, b)
+	return s.writeFrame(websocket.MessageBinary, f.b)
 }
 
 // onBeat runs at every heartbeat: it drops the connection if the server
