@@ -308,3 +308,39 @@ func TestCommandsAnsweredWhileTerminalSaturates(t *testing.T) {
 type countingWriter struct{ n atomic.Int64 }
 
 func (w *countingWriter) Write(p []byte) (int, error) { w.n.Add(int64(len(p))); return len(p), nil }
+
+func TestTerminalIdleTimeout(t *testing.T) {
+	h := streamHub(t)
+	cfg := shellTerminal()
+	cfg.IdleTimeout = 300 * time.Millisecond
+	startAgent(t, h, Config{Terminal: cfg})
+	ts := openTerminal(t, h.next(t, 5*time.Second), 0, 0)
+	select {
+	case err := <-ts.readDone:
+		if closeCode(err) != terminal.ErrIdleTimeout.Code() {
+			t.Errorf("idle session ended with %v, want %s", err, terminal.ErrIdleTimeout.Code())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("idle session not ended")
+	}
+	waitFor(t, func() bool { return len(sessionProcs(ts.pid)) == 0 })
+}
+
+func TestAgentStopAbortsStreamsWithShutdown(t *testing.T) {
+	h := streamHub(t)
+	_, cancel, done := startAgent(t, h, Config{Terminal: shellTerminal()})
+	ts := openTerminal(t, h.next(t, 5*time.Second), 0, 0)
+	cancel()
+	waitRun(t, done, 10*time.Second)
+	select {
+	case err := <-ts.readDone:
+		if closeCode(err) != agentproto.StreamErrorShutdown {
+			t.Errorf("stream ended with %v, want %s", err, agentproto.StreamErrorShutdown)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream not ended")
+	}
+	if procs := sessionProcs(ts.pid); len(procs) != 0 {
+		t.Errorf("session processes %v alive after Run returned", procs)
+	}
+}

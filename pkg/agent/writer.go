@@ -31,6 +31,7 @@ func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandRes
 	for err == nil {
 		select {
 		case <-ctx.Done():
+			s.abortStreams()
 			s.conn.Close(websocket.StatusNormalClosure, "agent stopping")
 			return
 		case <-s.done:
@@ -47,6 +48,38 @@ func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandRes
 	}
 	s.a.log.Warn("dropping the connection", "err", err)
 	s.conn.CloseNow()
+}
+
+// shutdownFlush bounds how long a stopping agent spends writing the
+// stream frames queued before its streams' aborts.
+const shutdownFlush = 2 * time.Second
+
+// abortStreams aborts every stream with code shutdown and writes what is
+// queued, the aborts included, for at most shutdownFlush, so that the
+// server learns why its streams end.
+func (s *session) abortStreams() {
+	if s.mux == nil {
+		return
+	}
+	s.mux.Abort(agentproto.StreamErrorShutdown, "agent stopping")
+	deadline := time.Now().Add(shutdownFlush)
+	for time.Now().Before(deadline) {
+		f, ok := s.streams.pop()
+		if !ok {
+			return
+		}
+		if s.writeQueued(f) != nil {
+			return
+		}
+	}
+}
+
+// writeQueued writes a frame of the stream queue as the kind it is.
+func (s *session) writeQueued(f queuedFrame) error {
+	if f.text {
+		return s.write(f.b)
+	}
+	return s.writeFrame(websocket.MessageBinary, f.b)
 }
 
 // resend writes results directly, ahead of the queue.
@@ -84,13 +117,10 @@ func (s *session) writeStreamFrame() error {
 	default:
 	}
 	f, ok := s.streams.pop()
-	switch {
-	case !ok:
+	if !ok {
 		return nil
-	case f.text:
-		return s.write(f.b)
 	}
-	return s.writeFrame(websocket.MessageBinary, f.b)
+	return s.writeQueued(f)
 }
 
 // onBeat runs at every heartbeat: it drops the connection if the server
