@@ -329,3 +329,46 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+func TestFileWriteRefusals(t *testing.T) {
+	root := t.TempDir()
+	h := streamHub(t)
+	startAgent(t, h, Config{Files: files.Config{Roots: []string{root}, MaxTransferSize: 1000}})
+	c := h.next(t, 5*time.Second)
+	for _, tc := range []struct {
+		name string
+		file agentproto.FileOpen
+		want string
+	}{
+		{"over the size limit", agentproto.FileOpen{Path: root + "/big", Size: 1001}, "transfer_too_large"},
+		{"setuid mode", agentproto.FileOpen{Path: root + "/suid", Size: 1, Mode: 0o4755}, "transfer_bad_request"},
+		{"bad digest", agentproto.FileOpen{Path: root + "/d", Size: 1, SHA256: "XYZ"}, "transfer_bad_request"},
+		{"offset past the size", agentproto.FileOpen{Path: root + "/o", Size: 1, Offset: 2}, "transfer_bad_request"},
+		{"no parent", agentproto.FileOpen{Path: root + "/missing/f", Size: 1}, "file_not_found"},
+		{"directory", agentproto.FileOpen{Path: root, Size: 1}, "path_is_directory"},
+	} {
+		_, _, err := c.open(t, agentproto.StreamOpen{Kind: agentproto.StreamFileWrite, File: &tc.file})
+		if got := closeCode(err); got != tc.want {
+			t.Errorf("%s: %v (code %q), want %q", tc.name, err, got, tc.want)
+		}
+	}
+	st, _, err := c.open(t, agentproto.StreamOpen{Kind: agentproto.StreamFileWrite, File: &agentproto.FileOpen{Path: root + "/short", Size: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = st.Write(make([]byte, 20))
+	<-st.Done()
+	if pc, _ := st.PeerClose(); pc.Code != "transfer_too_large" {
+		t.Errorf("more bytes than declared: close %+v", pc)
+	}
+	st, _, err = c.open(t, agentproto.StreamOpen{Kind: agentproto.StreamFileWrite, File: &agentproto.FileOpen{Path: root + "/short2", Size: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = st.Write(make([]byte, 4))
+	_ = st.CloseWrite(agentproto.StreamClose{})
+	<-st.Done()
+	if pc, _ := st.PeerClose(); pc.Code != "size_mismatch" {
+		t.Errorf("fewer bytes than declared: close %+v", pc)
+	}
+}
