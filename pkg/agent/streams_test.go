@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/home-console/client-manager/pkg/agent/files"
 	"github.com/home-console/client-manager/pkg/agent/terminal"
 	"github.com/home-console/client-manager/pkg/agentproto"
@@ -370,5 +372,54 @@ func TestFileWriteRefusals(t *testing.T) {
 	<-st.Done()
 	if pc, _ := st.PeerClose(); pc.Code != "size_mismatch" {
 		t.Errorf("fewer bytes than declared: close %+v", pc)
+	}
+}
+
+func TestStreamProtocolViolationsCloseWith1008(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		send func(c *hubConn)
+	}{
+		{"data for a stream never opened", func(c *hubConn) {
+			c.ws.Write(context.Background(), websocket.MessageBinary, []byte{0, 0, 0, 9, 'x'})
+		}},
+		{"short data frame", func(c *hubConn) { c.ws.Write(context.Background(), websocket.MessageBinary, []byte{0, 1}) }},
+		{"credit for a stream never opened", func(c *hubConn) {
+			c.send(agentproto.TypeStreamCredit, agentproto.StreamCredit{StreamID: 7, Bytes: 10})
+		}},
+		{"malformed stream_close", func(c *hubConn) { c.send(agentproto.TypeStreamClose, "not an object") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := streamHub(t)
+			startAgent(t, h, Config{})
+			c := h.next(t, 5*time.Second)
+			tc.send(c)
+			select {
+			case <-c.closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("connection not closed")
+			}
+			if c.closeStatus != agentproto.ClosePolicy {
+				t.Errorf("closed with %d, want %d", c.closeStatus, agentproto.ClosePolicy)
+			}
+			h.next(t, 5*time.Second) // and the agent reconnects
+		})
+	}
+}
+
+func TestBinaryFrameWithoutStreamsIsAnswered(t *testing.T) {
+	h := newFakeHub(t)
+	startAgent(t, h, Config{})
+	c := h.next(t, 5*time.Second)
+	if c.hello.Features[0] != agentproto.FeatureStreams {
+		t.Errorf("hello features %v", c.hello.Features)
+	}
+	c.ws.Write(context.Background(), websocket.MessageBinary, []byte{0, 0, 0, 1, 'x'})
+	var e agentproto.Error
+	c.expect(t, agentproto.TypeError, &e)
+	c.send(agentproto.TypeStreamOpen, agentproto.StreamOpen{StreamID: 1, Kind: agentproto.StreamFileStat})
+	c.quiet(t, 300*time.Millisecond)
+	if e.Code != "invalid_message" {
+		t.Errorf("error %+v", e)
 	}
 }
