@@ -151,6 +151,8 @@ type Agent struct {
 	roots     *files.Roots
 	termState *terminalState
 	streamWG  sync.WaitGroup // stream handlers
+	// termFrames bounds the frames of terminal output per second.
+	termFrames *ratelimit.Bucket
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
@@ -199,6 +201,7 @@ func New(cfg Config) (*Agent, error) {
 		running:      make(map[string]context.CancelCauseFunc),
 		journal:      memoryOnly{},
 		outputBudget: ratelimit.NewBucket(outputMessagesPerSecond, outputMessagesPerSecond),
+		termFrames:   ratelimit.NewBucket(terminalFramesPerSecond, terminalFramesPerSecond),
 	}
 	a.facts.Allowed = a.allow.Names()
 	a.facts.Features = features(cfg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/home-console/client-manager/pkg/agent/terminal"
 	"github.com/home-console/client-manager/pkg/agentproto"
@@ -43,15 +44,36 @@ func (a *Agent) serveTerminal(ctx context.Context, st *agentstream.Stream) {
 	a.log.Info("terminal session started", "stream_id", st.ID(), "pid", sess.PID())
 	go terminalInput(st, sess)
 	go a.terminalControls(st, sess)
-	terminalOutput(st, sess)
+	a.terminalOutput(st, sess)
 }
 
+// terminalFramesPerSecond bounds the frames of terminal output an agent
+// sends, summed over its terminals, well below the server's inbound
+// stream message rate (4000 per second by default): a program printing
+// at full speed fills few large frames instead of many small ones.
+const terminalFramesPerSecond = 1000
+
 // terminalOutput copies the PTY's output to the stream until the session
-// ends, then closes the stream's agent side.
-func terminalOutput(st *agentstream.Stream, sess *terminal.Session) {
-	buf := make([]byte, agentproto.DefaultStreamChunkBytes)
-	if _, _, werr := pump(st, sess, buf); werr != nil {
-		return // aborted or disconnected: the caller's Close kills the session
+// ends, then closes the stream's agent side. Output is sent at once while
+// the frame budget allows; beyond it, what arrives meanwhile is gathered
+// into the next frame (up to a chunk).
+func (a *Agent) terminalOutput(st *agentstream.Stream, sess *terminal.Session) {
+	pieces := make(chan []byte, 8)
+	stop := make(chan struct{})
+	defer close(stop)
+	go readPieces(sess, pieces, stop)
+	var carry []byte
+	for {
+		frame, next, open := a.gather(carry, pieces)
+		if len(frame) > 0 {
+			if _, err := st.Write(frame); err != nil {
+				return // aborted or disconnected: the caller's Close kills the session
+			}
+		}
+		if !open {
+			break
+		}
+		carry = next
 	}
 	code, reason := sess.Wait()
 	if errors.Is(reason, terminal.ErrIdleTimeout) {
@@ -59,6 +81,62 @@ func terminalOutput(st *agentstream.Stream, sess *terminal.Session) {
 		return
 	}
 	_ = st.CloseWrite(agentproto.StreamClose{ExitCode: &code})
+}
+
+// readPieces reads the PTY until it ends, sending what each read returned
+// on pieces, which it closes at the end (or when stop is closed).
+func readPieces(sess *terminal.Session, pieces chan<- []byte, stop <-chan struct{}) {
+	defer close(pieces)
+	buf := make([]byte, agentproto.DefaultStreamChunkBytes)
+	for {
+		n, err := sess.Read(buf)
+		if n > 0 {
+			select {
+			case pieces <- append([]byte(nil), buf[:n]...):
+			case <-stop:
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// gather returns the next frame of output: first (or the next piece) plus
+// the pieces that arrive before the frame budget has a token, up to a
+// chunk; next is a piece that did not fit, open is false once the output
+// ended (frame then holds its last bytes).
+func (a *Agent) gather(first []byte, pieces <-chan []byte) (frame, next []byte, open bool) {
+	frame = first
+	if frame == nil {
+		if frame, open = <-pieces; !open {
+			return nil, nil, false
+		}
+	}
+	var wait <-chan time.Time
+	for len(frame) < agentproto.DefaultStreamChunkBytes {
+		if wait == nil {
+			d, ok := a.termFrames.Allow(time.Now())
+			if ok {
+				return frame, nil, true
+			}
+			wait = time.After(d)
+		}
+		select {
+		case p, ok := <-pieces:
+			if !ok {
+				return frame, nil, false
+			}
+			if len(frame)+len(p) > agentproto.DefaultStreamChunkBytes {
+				return frame, p, true
+			}
+			frame = append(frame, p...)
+		case <-wait:
+			wait = nil
+		}
+	}
+	return frame, nil, true
 }
 
 // terminalInput copies the stream's data to the PTY as typed input until
