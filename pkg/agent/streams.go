@@ -12,9 +12,10 @@ import (
 	"github.com/home-console/client-manager/pkg/agentstream"
 )
 
-// maxAgentStreams bounds the streams open at once on one connection; the
-// terminal and files policies bound each kind further, with their own codes.
-const maxAgentStreams = 64
+// maxAgentStreams bounds the streams open at once on one connection, as
+// the server's default does; the terminal and files policies bound each
+// kind further, with their own codes.
+const maxAgentStreams = 16
 
 // maxCloseReason is the longest close reason a WebSocket close frame holds.
 const maxCloseReason = 123
