@@ -127,6 +127,7 @@ func TestTerminalStream(t *testing.T) {
 	ts.expect(t, `(^|\s)hi\r$`, 10*time.Second)
 
 	c.send(agentproto.TypeTerminalResize, agentproto.TerminalResize{StreamID: ts.st.ID(), Cols: 100, Rows: 40})
+	time.Sleep(100 * time.Millisecond) // the resize is applied apart from the input
 	ts.send(t, "stty size\n")
 	ts.expect(t, `(^|\s)40 100\r$`, 10*time.Second)
 
