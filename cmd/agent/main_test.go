@@ -268,3 +268,70 @@ func TestTwoAgentsInOneDirectory(t *testing.T) {
 		}
 	}
 }
+
+// TestTerminalLeftoversKilledAfterKill9 kills a real agent with SIGKILL
+// while its terminal runs a job that ignores the hangup: the job outlives
+// the agent, and the next agent started with the same credential kills it.
+func TestTerminalLeftoversKilledAfterKill9(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs /proc")
+	}
+	srv := testserver.New(t)
+	srv.Welcome.Features = []string{agentproto.FeatureStreams}
+	dir := t.TempDir()
+	args := []string{"--server", srv.URL, "--enroll-token", srv.Token, "--credential-file", filepath.Join(dir, "cred.json"),
+		"--allow-terminal", "--terminal-shell", "/bin/sh"}
+	first := startAgent(t, dir, args...)
+	srv.WaitConnected(t, 1, 10*time.Second)
+	open := agentproto.StreamOpen{StreamID: 1, Kind: agentproto.StreamTerminal}
+	if err := srv.Send("ag1", agentproto.TypeStreamOpen, open); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(dir, "job.pid")
+	job := "set -m; (trap '' HUP; exec sleep 300) & echo $! > " + pidFile + "\n"
+	if err := srv.SendData("ag1", 1, []byte(job)); err != nil {
+		t.Fatal(err)
+	}
+	pid := waitPIDFile(t, pidFile)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if _, err := os.Stat(filepath.Join(dir, "terminals-ag1.json")); err != nil {
+		t.Fatalf("no terminal state file: %v", err)
+	}
+
+	_ = first.cmd.Process.Kill()
+	first.wait(t, 10*time.Second)
+	time.Sleep(300 * time.Millisecond) // the hangup reaches the session
+	if !processAlive(pid) {
+		t.Fatal("the job died with the agent; the test needs it to survive")
+	}
+	startAgent(t, dir, args...)
+	deadline := time.Now().Add(10 * time.Second)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d still alive 10s after the agent restarted", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitPIDFile(t *testing.T, path string) int {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 0 {
+			return pid
+		}
+	}
+	t.Fatalf("no pid in %s", path)
+	return 0
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:])
+	return len(f) > 0 && f[0][0] != 'Z' && f[0][0] != 'X'
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/home-console/client-manager/internal/ratelimit"
+	"github.com/home-console/client-manager/pkg/agent/files"
+	"github.com/home-console/client-manager/pkg/agent/terminal"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -84,6 +86,22 @@ type Config struct {
 	// DefaultMaxConcurrent.
 	MaxConcurrent int
 
+	// Terminal is the agent's terminal policy (see package terminal): with
+	// Terminal.Enabled the server may open terminal streams running
+	// Terminal.Shell; otherwise they are refused with terminal_disabled.
+	Terminal terminal.Config
+	// TerminalStatePath, if set, is a file (mode 0600) where the agent
+	// records its running terminal sessions (shell pid and start time), so
+	// that after the agent was killed its next process, at the start of
+	// Run, kills what is left of them (see terminal.KillOrphan). Give it
+	// the same lifetime and owner as JournalPath. Empty: nothing is
+	// recorded; the kernel's hangup of the terminals is all that ends them.
+	TerminalStatePath string
+	// Files is the agent's file transfer policy (see package files): the
+	// roots under which the server may read, write, stat and list. With
+	// no root every file stream is refused with not_allowed.
+	Files files.Config
+
 	// Heartbeats, if set, drives this agent's heartbeats instead of a
 	// timer of its own (many agents in one process); it must be running.
 	Heartbeats *HeartbeatGroup
@@ -127,13 +145,24 @@ type Agent struct {
 	// journal records the commands' progress; set before any session.
 	journal commandJournal
 
+	// term runs terminal sessions, roots serves file streams; both are
+	// closed when Run returns. termState records the sessions running.
+	term      *terminal.Manager
+	roots     *files.Roots
+	termState *terminalState
+	streamWG  sync.WaitGroup // stream handlers
+	// termFrames bounds the frames of terminal output per second.
+	termFrames *ratelimit.Bucket
+
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 	results resultCache
 }
 
 // New validates cfg, fills in its defaults and returns an Agent. It does
-// not connect; [Agent.Run] does.
+// not connect; [Agent.Run] does. It resolves Terminal.User and opens the
+// Files roots (released when Run returns), so that a misconfigured agent
+// fails here.
 func New(cfg Config) (*Agent, error) {
 	wsURL, err := endpointURL(cfg.ServerURL, agentproto.PathWebSocket)
 	if err != nil {
@@ -150,8 +179,19 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MinBackoff > cfg.MaxBackoff {
 		return nil, fmt.Errorf("agent config: MinBackoff %s exceeds MaxBackoff %s", cfg.MinBackoff, cfg.MaxBackoff)
 	}
+	term, err := terminal.New(cfg.Terminal)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	roots, err := files.New(cfg.Files)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
 	a := &Agent{
 		cfg:          cfg,
+		term:         term,
+		roots:        roots,
+		termState:    &terminalState{path: cfg.TerminalStatePath, log: cfg.Logger},
 		wsURL:        wsURL,
 		allow:        allow,
 		runner:       cfg.Runner,
@@ -161,9 +201,23 @@ func New(cfg Config) (*Agent, error) {
 		running:      make(map[string]context.CancelCauseFunc),
 		journal:      memoryOnly{},
 		outputBudget: ratelimit.NewBucket(outputMessagesPerSecond, outputMessagesPerSecond),
+		termFrames:   ratelimit.NewBucket(terminalFramesPerSecond, terminalFramesPerSecond),
 	}
 	a.facts.Allowed = a.allow.Names()
+	a.facts.Features = features(cfg)
 	return a, nil
+}
+
+// features lists what the agent supports and allows, for its hello.
+func features(cfg Config) []string {
+	f := []string{agentproto.FeatureStreams}
+	if cfg.Terminal.Enabled {
+		f = append(f, agentproto.FeatureTerminal)
+	}
+	if len(cfg.Files.Roots) > 0 {
+		f = append(f, agentproto.FeatureFiles)
+	}
+	return f
 }
 
 func setDefaults(cfg *Config) {
@@ -215,23 +269,25 @@ func hostFacts(f agentproto.Hello) agentproto.Hello {
 // [ErrUnauthorized] (the server refused the credential), as retrying with
 // the same credential cannot succeed, or, before connecting, if another
 // agent holds the journal ([ErrJournalInUse]) or it cannot read or rewrite
-// the journal ([Config.JournalPath]). Run may be called only once.
+// the journal ([Config.JournalPath]) or the terminal state
+// ([Config.TerminalStatePath]). When it returns, every terminal session
+// has been ended. Run may be called only once.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called more than once")
 	}
-	if a.cfg.JournalPath != "" {
-		j, err := a.replayJournal(a.cfg.JournalPath)
-		if err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
-		defer j.Close() // after the commands have stopped
+	release, err := a.prepare()
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
+	defer release() // after the commands and sessions have stopped
 	cmdCtx, stopCommands := context.WithCancelCause(context.WithoutCancel(ctx))
 	a.cmdCtx = cmdCtx
 	defer func() {
 		stopCommands(errAgentStopped)
 		a.cmdWG.Wait()
+		_ = a.term.Close()
+		a.streamWG.Wait()
 	}()
 	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff, stableAfter: a.cfg.StableAfter, randN: a.randN}
 	for {
@@ -253,6 +309,29 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// prepare replays the journal and ends the terminal sessions a previous
+// agent process left; release closes the journal and the files roots.
+func (a *Agent) prepare() (release func(), err error) {
+	var j *journal
+	if a.cfg.JournalPath != "" {
+		if j, err = a.replayJournal(a.cfg.JournalPath); err != nil {
+			_ = a.roots.Close()
+			return nil, err
+		}
+	}
+	release = func() {
+		_ = a.roots.Close()
+		if j != nil {
+			j.Close()
+		}
+	}
+	if err := a.termState.cleanup(); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
 }
 
 // connectOnce holds one connection until it ends. lasted is how long it was

@@ -13,13 +13,23 @@ import (
 
 // dispatch handles one frame from the server. Unknown message types are
 // ignored (a newer server may send more); malformed ones are answered with
-// an error message.
-func (s *session) dispatch(msg []byte) {
+// an error message, except stream messages: a malformed one, or one that
+// breaks the stream rules, is returned as a protocol violation.
+func (s *session) dispatch(msg []byte) error {
 	var env agentproto.Envelope
 	if err := json.Unmarshal(msg, &env); err != nil {
 		s.sendError("invalid_message", "not a JSON envelope: "+err.Error(), "")
-		return
+		return nil
 	}
+	if isStreamMessage(env.Type) {
+		return s.dispatchStream(env)
+	}
+	s.dispatchCommand(env)
+	return nil
+}
+
+// dispatchCommand handles the messages other than the stream messages.
+func (s *session) dispatchCommand(env agentproto.Envelope) {
 	switch env.Type {
 	case agentproto.TypeHeartbeatAck:
 	case agentproto.TypeCommandRequest:

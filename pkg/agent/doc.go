@@ -14,6 +14,16 @@
 //     exponential backoff and full jitter. With [Config.JournalPath] it
 //     keeps what it must remember across its own restarts in a file that
 //     it locks against a second agent.
+//   - When the server's welcome lists streams (agentproto.FeatureStreams),
+//     [Agent] also serves the streams the server opens, under the agent's
+//     own policy: terminals ([Config.Terminal], package terminal: a shell
+//     on a PTY, killed with its whole session when the stream or the
+//     connection ends) and file transfers ([Config.Files], package files:
+//     read, resumable write, stat and list under the configured roots).
+//     Stream data never delays the command messages: the connection's
+//     writer sends every other message first. With
+//     [Config.TerminalStatePath] the sessions a killed agent left are
+//     killed when the next one starts.
 //   - [AllowList] decides which executables the server may run.
 //   - [HeartbeatGroup] drives the heartbeats of many agents in one process
 //     from a single goroutine (load simulation).

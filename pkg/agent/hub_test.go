@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/home-console/client-manager/pkg/agentproto"
+	"github.com/home-console/client-manager/pkg/agentstream"
 )
 
 const testCredential = "ag1.secret"
@@ -47,6 +49,8 @@ type hubConn struct {
 	// closeStatus is the status the agent closed with, once it did.
 	closed      chan struct{}
 	closeStatus websocket.StatusCode
+	// mux is the server side of the streams, when the welcome lists them.
+	mux *agentstream.Mux
 }
 
 func newFakeHub(t *testing.T) *fakeHub {
@@ -89,6 +93,11 @@ func (h *fakeHub) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.send(agentproto.TypeWelcome, h.welcome)
+	if slices.Contains(h.welcome.Features, agentproto.FeatureStreams) {
+		c.mux = agentstream.New(newWSTransport(ctx, ws), agentstream.Config{
+			Window: h.welcome.StreamWindowBytes, Chunk: int(h.welcome.StreamChunkBytes)})
+		defer c.mux.Close(agentproto.StreamErrorDisconnected, "test connection ended")
+	}
 	h.mu.Lock()
 	h.conns = append(h.conns, c)
 	h.mu.Unlock()
@@ -98,7 +107,13 @@ func (h *fakeHub) serveWS(w http.ResponseWriter, r *http.Request) {
 
 func (c *hubConn) read(ctx context.Context) (agentproto.Envelope, bool) {
 	var env agentproto.Envelope
-	_, b, err := c.ws.Read(ctx)
+	typ, b, err := c.ws.Read(ctx)
+	for err == nil && typ == websocket.MessageBinary && c.mux != nil {
+		if herr := c.mux.HandleData(b); herr != nil {
+			c.hub.t.Errorf("agent sent a bad data frame: %v", herr)
+		}
+		typ, b, err = c.ws.Read(ctx)
+	}
 	if err != nil {
 		c.closeStatus = websocket.CloseStatus(err)
 		return env, false
@@ -122,6 +137,11 @@ func (c *hubConn) readLoop(ctx context.Context) {
 				c.send(agentproto.TypeHeartbeatAck, nil)
 			}
 			continue
+		case agentproto.TypeStreamOpened, agentproto.TypeStreamCredit, agentproto.TypeStreamClose:
+			if c.mux != nil {
+				c.handleStream(env)
+				continue
+			}
 		case agentproto.TypeCommandResult:
 			if c.hub.autoAck.Load() {
 				var res agentproto.CommandResult
@@ -130,6 +150,98 @@ func (c *hubConn) readLoop(ctx context.Context) {
 			}
 		}
 		c.msgs <- env
+	}
+}
+
+// handleStream passes a stream message to the server's Mux.
+func (c *hubConn) handleStream(env agentproto.Envelope) {
+	var msg any
+	var err error
+	switch env.Type {
+	case agentproto.TypeStreamOpened:
+		msg, err = decodeValue[agentproto.StreamOpened](env)
+	case agentproto.TypeStreamCredit:
+		msg, err = decodeValue[agentproto.StreamCredit](env)
+	default:
+		msg, err = decodeValue[agentproto.StreamClose](env)
+	}
+	if err == nil {
+		err = c.mux.Handle(msg)
+	}
+	if err != nil {
+		c.hub.t.Errorf("agent sent a bad %s: %v", env.Type, err)
+	}
+}
+
+// wsTransport is a server-side agentstream.Transport over the test
+// connection: one writer goroutine, control messages ahead of data.
+type wsTransport struct {
+	ctx  context.Context
+	ws   *websocket.Conn
+	mu   sync.Mutex
+	ctl  []queuedFrame
+	data []queuedFrame
+	wake chan struct{}
+}
+
+func newWSTransport(ctx context.Context, ws *websocket.Conn) *wsTransport {
+	t := &wsTransport{ctx: ctx, ws: ws, wake: make(chan struct{}, 1)}
+	go t.run()
+	return t
+}
+
+func (t *wsTransport) SendControl(typ string, data any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(agentproto.Envelope{Type: typ, ID: "s", Data: raw})
+	return t.push(queuedFrame{b: b, text: true}, typ != agentproto.TypeStreamClose)
+}
+
+func (t *wsTransport) SendData(frame []byte) error { return t.push(queuedFrame{b: frame}, false) }
+
+func (t *wsTransport) push(f queuedFrame, control bool) error {
+	t.mu.Lock()
+	if control {
+		t.ctl = append(t.ctl, f)
+	} else {
+		t.data = append(t.data, f)
+	}
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (t *wsTransport) run() {
+	for {
+		t.mu.Lock()
+		var f queuedFrame
+		switch {
+		case len(t.ctl) > 0:
+			f, t.ctl = t.ctl[0], t.ctl[1:]
+		case len(t.data) > 0:
+			f, t.data = t.data[0], t.data[1:]
+		}
+		t.mu.Unlock()
+		typ := websocket.MessageBinary
+		if f.text {
+			typ = websocket.MessageText
+		}
+		if f.b == nil {
+			select {
+			case <-t.wake:
+				continue
+			case <-t.ctx.Done():
+				return
+			}
+		}
+		if t.ws.Write(t.ctx, typ, f.b) != nil {
+			return
+		}
 	}
 }
 

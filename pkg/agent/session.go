@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/home-console/client-manager/pkg/agentproto"
+	"github.com/home-console/client-manager/pkg/agentstream"
 )
 
 // Connection limits and timeouts of the agent side.
@@ -50,9 +51,11 @@ type session struct {
 	maxMessage int64
 	maxOutput  int64
 
-	out      chan []byte   // encoded envelopes for the writer
-	beat     chan struct{} // heartbeat signals from a HeartbeatGroup
-	done     chan struct{} // closed by end when the reader or the writer stops
+	out      chan []byte      // encoded envelopes for the writer
+	streams  *streamQueue     // stream frames for the writer, behind out
+	mux      *agentstream.Mux // the streams, when the welcome lists them; else nil
+	beat     chan struct{}    // heartbeat signals from a HeartbeatGroup
+	done     chan struct{}    // closed by end when the reader or the writer stops
 	endOnce  sync.Once
 	lastRecv atomic.Int64 // unix nanos of the last frame received
 	nextID   atomic.Uint64
@@ -82,13 +85,14 @@ func (a *Agent) handshake(ctx context.Context) (*session, error) {
 	}
 	conn.SetReadLimit(defaultMaxMessage)
 	s := &session{a: a, conn: conn, maxMessage: defaultMaxMessage, out: make(chan []byte, outQueueSize),
-		beat: make(chan struct{}, 1), done: make(chan struct{})}
+		streams: newStreamQueue(), beat: make(chan struct{}, 1), done: make(chan struct{})}
 	w, err := s.hello(ctx)
 	if err != nil {
 		conn.CloseNow()
 		return nil, err
 	}
 	s.setWelcome(w)
+	s.startStreams(w)
 	return s, nil
 }
 
@@ -171,12 +175,15 @@ func (s *session) serve(ctx context.Context) error {
 	err := s.readLoop(readCtx)
 	s.a.current.CompareAndSwap(s, nil)
 	s.end()
+	s.stopStreams(err)
 	<-writerDone
 	s.conn.CloseNow()
 	return err
 }
 
-// readLoop reads and dispatches frames until the connection fails.
+// readLoop reads and dispatches frames until the connection fails, or
+// closes it with agentproto.ClosePolicy when the server breaks the stream
+// rules.
 func (s *session) readLoop(ctx context.Context) error {
 	for {
 		typ, msg, err := s.conn.Read(ctx)
@@ -184,11 +191,15 @@ func (s *session) readLoop(ctx context.Context) error {
 			return readError(err)
 		}
 		s.lastRecv.Store(time.Now().UnixNano())
-		if typ != websocket.MessageText {
-			s.sendError("invalid_message", "binary frames are not part of the protocol", "")
-			continue
+		if typ == websocket.MessageText {
+			err = s.dispatch(msg)
+		} else {
+			err = s.handleBinary(msg)
 		}
-		s.dispatch(msg)
+		if err != nil {
+			s.conn.Close(agentproto.ClosePolicy, closeReason(err))
+			return fmt.Errorf("protocol violation by the server: %w", err)
+		}
 	}
 }
 

@@ -11,8 +11,10 @@ import (
 )
 
 // writeLoop is the session's only writer: it first re-sends unacked, the
-// results the server has not acknowledged, then writes queued messages and
-// heartbeats until the session ends. When ctx is done it closes the
+// results the server has not acknowledged, then writes queued messages,
+// heartbeats and stream frames until the session ends. Every message other
+// than a stream's data goes ahead of the data frames waiting: a frame of
+// data is written only when no other message is queued. When ctx is done it closes the
 // connection with status 1000; when a write fails or the server has been
 // silent past its liveness timeout it drops the connection.
 func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandResult) {
@@ -29,6 +31,7 @@ func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandRes
 	for err == nil {
 		select {
 		case <-ctx.Done():
+			s.abortStreams()
 			s.conn.Close(websocket.StatusNormalClosure, "agent stopping")
 			return
 		case <-s.done:
@@ -39,10 +42,44 @@ func (s *session) writeLoop(ctx context.Context, unacked []agentproto.CommandRes
 			err = s.onBeat()
 		case <-s.beat:
 			err = s.onBeat()
+		case <-s.streams.ready():
+			err = s.writeStreamFrame()
 		}
 	}
 	s.a.log.Warn("dropping the connection", "err", err)
 	s.conn.CloseNow()
+}
+
+// shutdownFlush bounds how long a stopping agent spends writing the
+// stream frames queued before its streams' aborts.
+const shutdownFlush = 2 * time.Second
+
+// abortStreams aborts every stream with code shutdown and writes what is
+// queued, the aborts included, for at most shutdownFlush, so that the
+// server learns why its streams end.
+func (s *session) abortStreams() {
+	if s.mux == nil {
+		return
+	}
+	s.mux.Abort(agentproto.StreamErrorShutdown, "agent stopping")
+	deadline := time.Now().Add(shutdownFlush)
+	for time.Now().Before(deadline) {
+		f, ok := s.streams.pop()
+		if !ok {
+			return
+		}
+		if s.writeQueued(f) != nil {
+			return
+		}
+	}
+}
+
+// writeQueued writes a frame of the stream queue as the kind it is.
+func (s *session) writeQueued(f queuedFrame) error {
+	if f.text {
+		return s.write(f.b)
+	}
+	return s.writeFrame(websocket.MessageBinary, f.b)
 }
 
 // resend writes results directly, ahead of the queue.
@@ -61,9 +98,29 @@ func (s *session) resend(results []agentproto.CommandResult) error {
 }
 
 func (s *session) write(b []byte) error {
+	return s.writeFrame(websocket.MessageText, b)
+}
+
+func (s *session) writeFrame(typ websocket.MessageType, b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	return s.conn.Write(ctx, websocket.MessageText, b)
+	return s.conn.Write(ctx, typ, b)
+}
+
+// writeStreamFrame writes one waiting frame: a queued message first (so a
+// command's messages never wait behind a session's data), else the next
+// stream control message, else the next frame of the data list.
+func (s *session) writeStreamFrame() error {
+	select {
+	case b := <-s.out:
+		return s.write(b)
+	default:
+	}
+	f, ok := s.streams.pop()
+	if !ok {
+		return nil
+	}
+	return s.writeQueued(f)
 }
 
 // onBeat runs at every heartbeat: it drops the connection if the server

@@ -107,8 +107,8 @@ func (tm *term) waitForeground(t *testing.T, shell bool) int {
 
 // alive reports whether pid exists and is not a zombie.
 func alive(pid int) bool {
-	_, state, ok := procSession(pid)
-	return ok && state != 'Z' && state != 'X'
+	p, ok := readProc(pid)
+	return ok && p.live()
 }
 
 // waitDone waits for the session to be over and returns Wait's answer.

@@ -16,10 +16,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/home-console/client-manager/internal/dirlock"
 	"github.com/home-console/client-manager/internal/version"
 	"github.com/home-console/client-manager/pkg/agent"
+	"github.com/home-console/client-manager/pkg/agent/files"
+	"github.com/home-console/client-manager/pkg/agent/terminal"
 	"github.com/home-console/client-manager/pkg/agentproto"
 )
 
@@ -52,6 +55,14 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 
 type agentOptions struct {
 	server, token, credFile, journalFile, name, labels, allow, level, caFile string
+
+	allowTerminal               bool
+	terminalShell, terminalUser string
+	terminalIdle                time.Duration
+	terminalMax                 int
+	filesRoots                  []string
+	filesMaxSize                int64
+	filesMaxTransfers           int
 }
 
 const agentUsage = `Usage:
@@ -68,7 +79,8 @@ revoked.
 // means the default, which depends on the agent id (journalFileFor).
 func parseAgentFlags(args []string, getenv func(string) string, stdout, stderr io.Writer) (o agentOptions, code int, done bool) {
 	c := newCommandLine("agent", agentUsage)
-	e := envFlags{fs: c.fs, getenv: getenv}
+	var envErrs []error
+	e := envFlags{fs: c.fs, getenv: getenv, errs: &envErrs}
 	e.string(&o.server, "server", "AGENT_SERVER", "http://localhost:10000", "client manager base URL")
 	e.secret(&o.token, "enroll-token", "AGENT_ENROLL_TOKEN", "enrollment token, or @file to read it from a file; used only when no credential is stored")
 	e.string(&o.credFile, "credential-file", "AGENT_CREDENTIAL_FILE", defaultCredentialFile(getenv), "where the agent credential is stored")
@@ -78,8 +90,61 @@ func parseAgentFlags(args []string, getenv func(string) string, stdout, stderr i
 	e.string(&o.allow, "allow", "AGENT_ALLOW", DefaultAllow, "comma-separated executables the server may run (names, or exact absolute paths)")
 	e.string(&o.level, "log-level", "AGENT_LOG_LEVEL", "info", "debug, info, warn or error")
 	e.string(&o.caFile, "ca-file", "AGENT_CA_FILE", "", "PEM file of CA certificates to trust for https/wss")
-	code, done = c.parse(args, stdout, stderr)
-	return o, code, done
+	sessionFlags(e, &o)
+	if code, done = c.parse(args, stdout, stderr); done {
+		return o, code, done
+	}
+	if err := errors.Join(append(envErrs, o.checkSessions())...); err != nil {
+		fmt.Fprintf(stderr, "agent: %v\n", err)
+		c.usage(stderr)
+		return o, ExitUsage, true
+	}
+	return o, ExitOK, false
+}
+
+// sessionFlags registers the terminal and file transfer flags.
+func sessionFlags(e envFlags, o *agentOptions) {
+	shell := e.getenv("SHELL")
+	if !filepath.IsAbs(shell) {
+		shell = "/bin/sh"
+	}
+	e.bool(&o.allowTerminal, "allow-terminal", "AGENT_ALLOW_TERMINAL", false, "allow the server to open terminal sessions (a shell on a PTY) on this host")
+	e.string(&o.terminalShell, "terminal-shell", "AGENT_TERMINAL_SHELL", shell, "absolute path of the shell terminal sessions run (default: $SHELL when absolute, else /bin/sh)")
+	e.string(&o.terminalUser, "terminal-user", "AGENT_TERMINAL_USER", "", "account terminal sessions run as (name or uid); only an agent running as root may name another (default: the agent's own)")
+	e.duration(&o.terminalIdle, "terminal-idle-timeout", "AGENT_TERMINAL_IDLE_TIMEOUT", terminal.DefaultIdleTimeout, "end a terminal session without input or output for this long")
+	e.int(&o.terminalMax, "terminal-max-sessions", "AGENT_TERMINAL_MAX_SESSIONS", terminal.DefaultMaxSessions, "terminal sessions open at once")
+	e.list(&o.filesRoots, "files-root", "AGENT_FILES_ROOT", "directory under which the server may read, write and list files (none: file transfers refused)")
+	e.int64(&o.filesMaxSize, "files-max-size", "AGENT_FILES_MAX_SIZE", files.DefaultMaxTransferSize, "largest file read or written, in bytes")
+	e.int(&o.filesMaxTransfers, "files-max-transfers", "AGENT_FILES_MAX_TRANSFERS", files.DefaultMaxTransfers, "file transfers open at once")
+}
+
+// checkSessions refuses limits that are not positive.
+func (o agentOptions) checkSessions() error {
+	var errs []error
+	if o.terminalIdle <= 0 {
+		errs = append(errs, fmt.Errorf("--terminal-idle-timeout must be positive, got %s", o.terminalIdle))
+	}
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{{"terminal-max-sessions", int64(o.terminalMax)}, {"files-max-size", o.filesMaxSize}, {"files-max-transfers", int64(o.filesMaxTransfers)}} {
+		if l.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %d", l.name, l.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// agentConfig builds the SDK's configuration from the options.
+func agentConfig(o agentOptions, cred agent.StoredCredential, facts agentproto.Hello, log *slog.Logger, client *http.Client) agent.Config {
+	return agent.Config{
+		ServerURL: o.server, Credential: cred.Credential, Facts: facts,
+		Allowed: splitList(o.allow), Logger: log, HTTPClient: client, JournalPath: o.journalFile,
+		TerminalStatePath: stateFileFor(o.credFile, cred.Credential, "terminals-", ".json"),
+		Terminal: terminal.Config{Enabled: o.allowTerminal, Shell: []string{o.terminalShell}, User: o.terminalUser,
+			IdleTimeout: o.terminalIdle, MaxSessions: o.terminalMax},
+		Files: files.Config{Roots: o.filesRoots, MaxTransferSize: o.filesMaxSize, MaxTransfers: o.filesMaxTransfers},
+	}
 }
 
 func runAgent(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -112,15 +177,13 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	if o.journalFile == "" {
 		o.journalFile = journalFileFor(o.credFile, cred.Credential)
 	}
-	a, err := agent.New(agent.Config{
-		ServerURL: o.server, Credential: cred.Credential, Facts: facts,
-		Allowed: splitList(o.allow), Logger: log, HTTPClient: client, JournalPath: o.journalFile,
-	})
+	a, err := agent.New(agentConfig(o, cred, facts, log, client))
 	if err != nil {
 		fmt.Fprintln(stderr, "agent:", err)
 		return ExitUsage
 	}
-	log.Info("agent starting", "agent_id", cred.AgentID, "server", o.server, "allowed", splitList(o.allow), "journal", o.journalFile)
+	log.Info("agent starting", "agent_id", cred.AgentID, "server", o.server, "allowed", splitList(o.allow), "journal", o.journalFile,
+		"terminal", o.allowTerminal, "files_roots", o.filesRoots)
 	return fail(ctx, stderr, a.Run(ctx), o)
 }
 
@@ -152,6 +215,12 @@ func fail(ctx context.Context, stderr io.Writer, err error, o agentOptions) int 
 // become '_' (a clash can only make two agents refuse to share, never
 // share).
 func journalFileFor(credFile, credential string) string {
+	return stateFileFor(credFile, credential, "journal-", ".jsonl")
+}
+
+// stateFileFor is prefix + the agent id + ext in credFile's directory, the
+// id made safe as for journalFileFor.
+func stateFileFor(credFile, credential, prefix, ext string) string {
 	id, _, _ := agentproto.ParseCredential(credential)
 	safe := strings.Map(func(r rune) rune {
 		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' {
@@ -159,7 +228,7 @@ func journalFileFor(credFile, credential string) string {
 		}
 		return '_'
 	}, id)
-	return filepath.Join(filepath.Dir(credFile), "journal-"+safe+".jsonl")
+	return filepath.Join(filepath.Dir(credFile), prefix+safe+ext)
 }
 
 // loadTLS returns a TLS config trusting the CAs in caFile, or nil.

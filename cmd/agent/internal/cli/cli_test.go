@@ -181,3 +181,48 @@ func TestMainUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionFlags(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	env := envOf(map[string]string{"HOME": "/h", "SHELL": "/bin/zsh", "AGENT_ALLOW_TERMINAL": "true",
+		"AGENT_FILES_ROOT": "/srv/a:/srv/b", "AGENT_TERMINAL_IDLE_TIMEOUT": "2m", "AGENT_FILES_MAX_SIZE": "1000"})
+	o, _, done := parseAgentFlags(nil, env, &stdout, &stderr)
+	if done || !o.allowTerminal || o.terminalShell != "/bin/zsh" || o.terminalIdle != 2*time.Minute ||
+		o.terminalMax != 4 || o.filesMaxSize != 1000 || o.filesMaxTransfers != 4 ||
+		strings.Join(o.filesRoots, ",") != "/srv/a,/srv/b" {
+		t.Errorf("from the environment: %+v (%s)", o, stderr.String())
+	}
+	o, _, done = parseAgentFlags([]string{"--files-root", "/x", "--files-root", "/y", "--allow-terminal=false",
+		"--terminal-shell", "/bin/sh", "--terminal-max-sessions", "2"}, env, &stdout, &stderr)
+	if done || o.allowTerminal || o.terminalShell != "/bin/sh" || o.terminalMax != 2 || strings.Join(o.filesRoots, ",") != "/x,/y" {
+		t.Errorf("flags over the environment: %+v", o)
+	}
+	if o, _, _ = parseAgentFlags(nil, envOf(map[string]string{"HOME": "/h", "SHELL": "zsh"}), &stdout, &stderr); o.terminalShell != "/bin/sh" || o.allowTerminal || o.filesRoots != nil {
+		t.Errorf("defaults: %+v", o)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, map[string]string{"AGENT_ALLOW_TERMINAL": "maybe"}, `AGENT_ALLOW_TERMINAL="maybe"`},
+		{nil, map[string]string{"AGENT_TERMINAL_MAX_SESSIONS": "x"}, `AGENT_TERMINAL_MAX_SESSIONS="x"`},
+		{[]string{"--terminal-idle-timeout", "0s"}, nil, "--terminal-idle-timeout must be positive"},
+		{[]string{"--files-max-size", "-1"}, nil, "--files-max-size must be positive"},
+		{[]string{"--files-max-transfers", "0"}, nil, "--files-max-transfers must be positive"},
+	} {
+		stderr.Reset()
+		_, code, done := parseAgentFlags(tc.args, envOf(tc.env), &stdout, &stderr)
+		if !done || code != ExitUsage || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v %v: done %v code %d, stderr %q; want %q", tc.args, tc.env, done, code, stderr.String(), tc.want)
+		}
+	}
+}
+
+func TestTerminalStateFileBesideTheJournal(t *testing.T) {
+	o := agentOptions{credFile: "/st/credential.json", terminalShell: "/bin/sh", allowTerminal: true, filesRoots: []string{"/srv"}}
+	cfg := agentConfig(o, agent.StoredCredential{Credential: "agt_7.secret"}, agentproto.Hello{}, nil, nil)
+	if cfg.TerminalStatePath != "/st/terminals-agt_7.json" || !cfg.Terminal.Enabled || cfg.Files.Roots[0] != "/srv" {
+		t.Errorf("config %+v", cfg)
+	}
+}

@@ -7,15 +7,81 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // envFlags registers flags whose defaults come from environment variables:
 // a flag given on the command line wins over its variable, which wins over
-// the built-in default.
+// the built-in default. A variable that does not parse is recorded in errs.
 type envFlags struct {
 	fs     *flag.FlagSet
 	getenv func(string) string
+	errs   *[]error
+}
+
+// fromEnv parses env's value, if set, with parse, recording a failure.
+func (e envFlags) fromEnv(env string, parse func(string) error) {
+	v := e.getenv(env)
+	if v == "" {
+		return
+	}
+	if err := parse(v); err != nil && e.errs != nil {
+		*e.errs = append(*e.errs, fmt.Errorf("%s=%q: %w", env, v, err))
+	}
+}
+
+func (e envFlags) bool(p *bool, name, env string, def bool, usage string) {
+	e.fromEnv(env, func(v string) (err error) { def, err = strconv.ParseBool(v); return err })
+	e.fs.BoolVar(p, name, def, usage+" (env "+env+")")
+}
+
+func (e envFlags) int(p *int, name, env string, def int, usage string) {
+	e.fromEnv(env, func(v string) (err error) { def, err = strconv.Atoi(v); return err })
+	e.fs.IntVar(p, name, def, usage+" (env "+env+")")
+}
+
+func (e envFlags) int64(p *int64, name, env string, def int64, usage string) {
+	e.fromEnv(env, func(v string) (err error) { def, err = strconv.ParseInt(v, 10, 64); return err })
+	e.fs.Int64Var(p, name, def, usage+" (env "+env+")")
+}
+
+func (e envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	e.fromEnv(env, func(v string) (err error) { def, err = time.ParseDuration(v); return err })
+	e.fs.DurationVar(p, name, def, usage+" (env "+env+")")
+}
+
+// list is a repeatable flag; its variable holds the values separated by
+// the system's path list separator (":" on Unix). Flags given replace the
+// variable's values.
+func (e envFlags) list(p *[]string, name, env, usage string) {
+	if v := e.getenv(env); v != "" {
+		*p = filepath.SplitList(v)
+	}
+	e.fs.Var(&listFlag{p: p}, name, usage+" (repeatable; env "+env+", "+string(os.PathListSeparator)+"-separated)")
+}
+
+// listFlag is a flag.Value appending to a list, replacing its defaults at
+// the first Set.
+type listFlag struct {
+	p   *[]string
+	set bool
+}
+
+func (l *listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, string(os.PathListSeparator))
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		*l.p, l.set = nil, true
+	}
+	*l.p = append(*l.p, v)
+	return nil
 }
 
 func (e envFlags) string(p *string, name, env, def, usage string) {

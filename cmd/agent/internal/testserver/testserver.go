@@ -7,6 +7,7 @@ package testserver
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -181,13 +182,34 @@ func (s *Server) Revoke(agentID string) {
 // Results yields the command results received (each acknowledged).
 func (s *Server) Results() <-chan agentproto.CommandResult { return s.results }
 
+// read returns the next text message; binary frames (stream data) are
+// skipped.
 func read(ctx context.Context, ws *websocket.Conn) (agentproto.Envelope, error) {
 	var env agentproto.Envelope
-	_, b, err := ws.Read(ctx)
+	typ, b, err := ws.Read(ctx)
+	for err == nil && typ == websocket.MessageBinary {
+		typ, b, err = ws.Read(ctx)
+	}
 	if err == nil {
 		err = json.Unmarshal(b, &env)
 	}
 	return env, err
+}
+
+// SendData sends a stream's data frame (4-byte big-endian stream id, then
+// payload) to a connected agent. The server keeps no stream state: the
+// caller stays within the agent's window.
+func (s *Server) SendData(agentID string, streamID uint32, payload []byte) error {
+	s.mu.Lock()
+	ws := s.conns[agentID]
+	s.mu.Unlock()
+	if ws == nil {
+		return fmt.Errorf("agent %s not connected", agentID)
+	}
+	frame := binary.BigEndian.AppendUint32(make([]byte, 0, agentproto.StreamHeaderBytes+len(payload)), streamID)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return ws.Write(ctx, websocket.MessageBinary, append(frame, payload...))
 }
 
 func send(ws *websocket.Conn, typ string, data any) error {
