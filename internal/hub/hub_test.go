@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +100,7 @@ func TestConnectHelloWelcomeAndSession(t *testing.T) {
 	if w.AgentID != id || w.HeartbeatIntervalMS != 7000 || w.LivenessTimeoutMS != 45000 || w.MaxMessageBytes != 1<<20 || w.ServerVersion != "9.9" {
 		t.Fatalf("welcome %+v", w)
 	}
+	waitOnline(t, env, id)
 	s, ok := env.Hub.Session(id)
 	if !ok || s.RemoteAddr == "" || s.ConnectedAt.IsZero() || env.Hub.Count() != 1 || len(env.Hub.Sessions()) != 1 {
 		t.Fatalf("session %+v %v, count %d", s, ok, env.Hub.Count())
@@ -141,6 +144,47 @@ func waitEvent[P events.Payload](t *testing.T, sub *events.Subscription, match f
 			var p P
 			t.Fatalf("no matching %s event", p.Type())
 		}
+	}
+}
+
+// waitOnline waits until the hub lists id online: the welcome is queued
+// just before that.
+func waitOnline(t *testing.T, env *hubtest.Env, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !env.Hub.Online(id); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %s not online", id)
+		}
+	}
+}
+
+// TestWelcomeComesFirst sends a command the instant an agent is online:
+// the agent still reads the welcome first (it is queued before the agent
+// is marked online).
+func TestWelcomeComesFirst(t *testing.T) {
+	env := hubtest.Start(t, hub.Config{})
+	for i := range 30 {
+		id, cred := env.NewAgent(t, "first-"+strconv.Itoa(i))
+		a, _, err := env.Dial(ctxT(t, 5*time.Second), cred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan error, 1)
+		go func() {
+			for !env.Hub.Online(id) {
+				runtime.Gosched()
+			}
+			sent <- env.Hub.Send(id, agentproto.Envelope{Type: agentproto.TypeCommandRequest, ID: "c"})
+		}()
+		if err := a.Send(ctxT(t, time.Second), agentproto.TypeHello, "h", agentproto.Hello{}); err != nil {
+			t.Fatal(err)
+		}
+		a.Expect(t, agentproto.TypeWelcome, nil)
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		a.Expect(t, agentproto.TypeCommandRequest, nil)
+		_ = a.Conn.CloseNow()
 	}
 }
 

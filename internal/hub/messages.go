@@ -97,12 +97,8 @@ func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int6
 		}
 		return agentproto.CloseInternal, "server error, retry later", true
 	}
-	if !h.reg.markReady(c) {
-		// A newer connection replaced this one meanwhile; it is closing.
-		return agentproto.CloseReplaced, "replaced by a newer connection", false
-	}
-	h.bus.Publish(events.AgentConnected{AgentID: c.agentID, Hostname: hello.Hostname, RemoteAddr: c.remoteAddr, Version: hello.Version})
-	h.log.Info("agent connected", "agent_id", c.agentID, "remote_addr", c.remoteAddr, "version", hello.Version)
+	// The welcome is queued before the agent is marked online, so nothing
+	// sent to an online agent (Hub.Send) can reach it ahead of the welcome.
 	c.reply(agentproto.TypeWelcome, env.ID, agentproto.Welcome{
 		AgentID:             c.agentID,
 		HeartbeatIntervalMS: h.cfg.HeartbeatInterval.Milliseconds(),
@@ -114,6 +110,12 @@ func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int6
 		StreamWindowBytes:   h.cfg.StreamWindowBytes,
 		StreamChunkBytes:    int64(h.cfg.StreamChunkBytes),
 	})
+	if !h.reg.markReady(c) {
+		// A newer connection replaced this one meanwhile; it is closing.
+		return agentproto.CloseReplaced, "replaced by a newer connection", false
+	}
+	h.bus.Publish(events.AgentConnected{AgentID: c.agentID, Hostname: hello.Hostname, RemoteAddr: c.remoteAddr, Version: hello.Version})
+	h.log.Info("agent connected", "agent_id", c.agentID, "remote_addr", c.remoteAddr, "version", hello.Version)
 	if ref := h.sink.Load(); ref != nil {
 		ref.Connected(ctx, c.agentID, hello.Running)
 	}

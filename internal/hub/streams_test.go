@@ -183,7 +183,14 @@ func rawStream(t *testing.T, env *hubtest.Env, cfgWindow int64) *hubtest.Agent {
 		t.Fatalf("welcome window %d, want %d", w.StreamWindowBytes, cfgWindow)
 	}
 	go func() {
-		_, _, _ = env.Hub.OpenStream(context.Background(), id, agentproto.StreamOpen{Kind: agentproto.StreamFileWrite})
+		// The welcome is queued just before the agent is marked online.
+		for {
+			_, _, err := env.Hub.OpenStream(context.Background(), id, agentproto.StreamOpen{Kind: agentproto.StreamFileWrite})
+			if !errors.Is(err, hub.ErrOffline) {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}()
 	var open agentproto.StreamOpen
 	a.Expect(t, agentproto.TypeStreamOpen, &open)
