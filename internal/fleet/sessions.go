@@ -40,6 +40,9 @@ const (
 	// CodeDigestMismatch means an upload's content does not have the
 	// expected SHA-256.
 	CodeDigestMismatch ErrorCode = "digest_mismatch"
+	// CodeInvalidSubprotocol means a terminal handshake offers
+	// subprotocols but not cm.terminal.v1.
+	CodeInvalidSubprotocol ErrorCode = "invalid_subprotocol"
 	// CodeAgentError means the agent refused a stream with a code the
 	// API does not know; the message carries the agent's code.
 	CodeAgentError ErrorCode = "agent_error"
@@ -160,4 +163,17 @@ func (e *DigestMismatchError) Error() string {
 // Unwrap gives the error its code.
 func (e *DigestMismatchError) Unwrap() error {
 	return &Error{Code: CodeDigestMismatch, Message: e.Error()}
+}
+
+// RangeNotSatisfiableError is a download whose offset is at or past the
+// end of the file (of Size bytes). Its code is CodeRangeNotSatisfiable.
+type RangeNotSatisfiableError struct{ Offset, Size int64 }
+
+func (e *RangeNotSatisfiableError) Error() string {
+	return fmt.Sprintf("range starts at %d, past the end of the file (%d bytes)", e.Offset, e.Size)
+}
+
+// Unwrap gives the error its code.
+func (e *RangeNotSatisfiableError) Unwrap() error {
+	return &Error{Code: CodeRangeNotSatisfiable, Message: e.Error()}
 }

@@ -121,8 +121,8 @@ func (m *Manager) streamFailure(err error, what string) error {
 // Download copies req.Path from req.Offset on the agent: once the agent
 // answered, start receives the file's info and returns where the bytes
 // go (the caller writes its headers there first). Errors before start
-// are coded (as Upload's, and fleet.CodeRangeNotSatisfiable for an
-// offset past the end); after it, the transfer broke off and the
+// are coded (as Upload's, and *fleet.RangeNotSatisfiableError for an
+// offset at or past the end of a non-empty file); after it, the transfer broke off and the
 // destination has fewer bytes than announced. The result carries the
 // whole file's SHA-256 (from the agent) and the bytes copied.
 func (m *Manager) Download(ctx context.Context, req fleet.FileRequest, start func(agentproto.FileInfo) io.Writer) (fleet.FileResult, error) {
@@ -135,9 +135,9 @@ func (m *Manager) Download(ctx context.Context, req fleet.FileRequest, start fun
 	if opened.File != nil {
 		info = *opened.File
 	}
-	if req.Offset > info.Size {
+	if req.Offset > 0 && req.Offset >= info.Size {
 		_ = st.Abort(agentproto.StreamErrorCancelled, "range not satisfiable")
-		return fleet.FileResult{Size: info.Size}, fleet.Errorf(fleet.CodeRangeNotSatisfiable, "offset %d is past the end of the file (%d bytes)", req.Offset, info.Size)
+		return fleet.FileResult{Size: info.Size}, &fleet.RangeNotSatisfiableError{Offset: req.Offset, Size: info.Size}
 	}
 	dst := start(info)
 	n, err := io.CopyBuffer(dst, st, make([]byte, copyBuffer))

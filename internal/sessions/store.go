@@ -168,3 +168,42 @@ func (s *recordings) remove(id string) {
 	delete(s.records, id)
 	s.mu.Unlock()
 }
+
+// ListSessions returns the sessions of agentID (all agents when empty),
+// newest first, at most limit; running ones with their counters now.
+func (m *Manager) ListSessions(agentID string, limit int) []fleet.TerminalSession {
+	out := m.store.list(agentID, limit)
+	for i, rec := range out {
+		out[i] = m.current(rec)
+	}
+	return out
+}
+
+// GetSession returns the session id.
+func (m *Manager) GetSession(id string) (fleet.TerminalSession, bool) {
+	rec, ok := m.store.get(id)
+	if !ok {
+		return rec, false
+	}
+	return m.current(rec), true
+}
+
+// current is rec with a running session's counters.
+func (m *Manager) current(rec fleet.TerminalSession) fleet.TerminalSession {
+	m.mu.Lock()
+	t, live := m.live[rec.ID]
+	m.mu.Unlock()
+	if live {
+		return t.record()
+	}
+	return rec
+}
+
+// OpenRecording opens the asciicast v2 recording of session id; the error
+// is fleet.CodeNotFound when there is none.
+func (m *Manager) OpenRecording(id string) (io.ReadSeekCloser, error) {
+	if _, ok := m.store.get(id); !ok {
+		return nil, fleet.Errorf(fleet.CodeNotFound, "session %q not found", id)
+	}
+	return m.store.open(id)
+}

@@ -81,13 +81,12 @@ var acceptOptions = &websocket.AcceptOptions{Subprotocols: []string{terminalprot
 // session's final record. Before upgrading it returns, without writing
 // to w, a coded error: fleet.CodeAgentOffline, CodeTerminalNotAllowed
 // (the agent does not offer terminals or refused with
-// terminal_disabled), CodeTerminalLimit, CodeInvalidQuery-like
-// "invalid_subprotocol" (a client offering subprotocols without ours) or
-// an agent's code. Once it wrote to w (the upgrade, or the library's own
+// terminal_disabled), CodeTerminalLimit, CodeInvalidSubprotocol (a
+// client offering subprotocols without ours) or an agent's code. Once it wrote to w (the upgrade, or the library's own
 // refusal of a bad handshake) its error is nil.
 func (m *Manager) ServeTerminal(w http.ResponseWriter, r *http.Request, req fleet.TerminalRequest) (fleet.TerminalSession, error) {
 	if !subprotocolOK(r) {
-		return fleet.TerminalSession{}, fleet.Errorf(CodeInvalidSubprotocol, "offer the %s subprotocol or none", terminalproto.Subprotocol)
+		return fleet.TerminalSession{}, fleet.Errorf(fleet.CodeInvalidSubprotocol, "offer the %s subprotocol or none", terminalproto.Subprotocol)
 	}
 	if ok, err := m.hasFeature(req.AgentID, agentproto.FeatureTerminal); err != nil || !ok {
 		return fleet.TerminalSession{}, cmpErr(err, fleet.Errorf(fleet.CodeTerminalNotAllowed, "the agent does not allow terminals (start it with --allow-terminal)"))
@@ -106,10 +105,6 @@ func (m *Manager) ServeTerminal(w http.ResponseWriter, r *http.Request, req flee
 	t.serve(conn)
 	return m.finish(t), nil
 }
-
-// CodeInvalidSubprotocol is a terminal handshake offering subprotocols
-// but not terminalproto.Subprotocol.
-const CodeInvalidSubprotocol fleet.ErrorCode = "invalid_subprotocol"
 
 // cmpErr returns err if it is not nil, else alt.
 func cmpErr(err, alt error) error {

@@ -86,12 +86,12 @@ func (m *Manager) SessionAgent(id string) (string, error) {
 // TypeSession message in ModeWatch, then the output from now on, then
 // the session's TypeExit and close code. Before upgrading it returns a
 // coded error without writing to w: fleet.CodeNotFound,
-// fleet.CodeSessionEnded or CodeInvalidSubprotocol. A watcher's binary
+// fleet.CodeSessionEnded or fleet.CodeInvalidSubprotocol. A watcher's binary
 // frames are ignored; a text frame closes it with 1008; one that falls
 // behind by more than the watcher queue is closed with 4012.
 func (m *Manager) ServeWatch(w http.ResponseWriter, r *http.Request, p access.Principal, sessionID string) error {
 	if !subprotocolOK(r) {
-		return fleet.Errorf(CodeInvalidSubprotocol, "offer the %s subprotocol or none", terminalproto.Subprotocol)
+		return fleet.Errorf(fleet.CodeInvalidSubprotocol, "offer the %s subprotocol or none", terminalproto.Subprotocol)
 	}
 	t, err := m.liveSession(sessionID)
 	if err != nil {
