@@ -137,6 +137,47 @@ type Manager struct {
 	mu        sync.Mutex
 	live      map[string]*terminal // active sessions by id
 	transfers map[string]int       // running transfers per agent
+	closed    bool                 // Shutdown began
+	running   sync.WaitGroup       // ServeTerminal and ServeWatch calls
+}
+
+// Shutdown ends every running session (the agent's stream aborted with
+// code shutdown, operators and watchers closed with 1001) and refuses new
+// ones with fleet.CodeUnavailable; it waits for them to finish until ctx
+// ends. Safe to call more than once.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	live := make([]*terminal, 0, len(m.live))
+	for _, t := range m.live {
+		live = append(live, t)
+	}
+	m.mu.Unlock()
+	for _, t := range live {
+		_ = t.stream.Abort(agentproto.StreamErrorShutdown, "client manager stopping")
+	}
+	done := make(chan struct{})
+	go func() {
+		m.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enter counts a serving call in; it fails once Shutdown began.
+func (m *Manager) enter() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fleet.Errorf(fleet.CodeUnavailable, "the client manager is stopping")
+	}
+	m.running.Add(1)
+	return nil
 }
 
 // New returns a Manager over streams, with its recordings in cfg.Dir:

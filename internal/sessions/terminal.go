@@ -88,6 +88,10 @@ func (m *Manager) ServeTerminal(w http.ResponseWriter, r *http.Request, req flee
 	if !subprotocolOK(r) {
 		return fleet.TerminalSession{}, fleet.Errorf(fleet.CodeInvalidSubprotocol, "offer the %s subprotocol or none", terminalproto.Subprotocol)
 	}
+	if err := m.enter(); err != nil {
+		return fleet.TerminalSession{}, err
+	}
+	defer m.running.Done()
 	if ok, err := m.hasFeature(req.AgentID, agentproto.FeatureTerminal); err != nil || !ok {
 		return fleet.TerminalSession{}, cmpErr(err, fleet.Errorf(fleet.CodeTerminalNotAllowed, "the agent does not allow terminals (start it with --allow-terminal)"))
 	}
@@ -101,7 +105,12 @@ func (m *Manager) ServeTerminal(w http.ResponseWriter, r *http.Request, req flee
 		_ = st.Abort(agentproto.StreamErrorCancelled, "operator handshake failed")
 		return fleet.TerminalSession{}, nil
 	}
-	t := m.start(st, req)
+	t, err := m.start(st, req)
+	if err != nil {
+		_ = st.Abort(agentproto.StreamErrorShutdown, "client manager stopping")
+		_ = conn.Close(websocket.StatusGoingAway, "client manager stopping")
+		return fleet.TerminalSession{}, nil
+	}
 	t.serve(conn)
 	return m.finish(t), nil
 }
@@ -114,8 +123,9 @@ func cmpErr(err, alt error) error {
 	return alt
 }
 
-// start registers a new session over st and opens its recording.
-func (m *Manager) start(st Stream, req fleet.TerminalRequest) *terminal {
+// start registers a new session over st and opens its recording; it
+// fails once Shutdown began.
+func (m *Manager) start(st Stream, req fleet.TerminalRequest) (*terminal, error) {
 	now := time.Now().UTC()
 	t := &terminal{m: m, stream: st, watchers: map[*watcher]struct{}{}, done: make(chan struct{})}
 	t.rec = fleet.TerminalSession{
@@ -129,12 +139,19 @@ func (m *Manager) start(st Stream, req fleet.TerminalRequest) *terminal {
 		m.cfg.Log.Error("terminal session not recorded", "agent_id", req.AgentID, "session_id", t.rec.ID, "err", err)
 	}
 	t.recorder = rec
-	m.store.write(t.rec)
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		if rec != nil {
+			_, _ = rec.Close()
+		}
+		return nil, fleet.Errorf(fleet.CodeUnavailable, "the client manager is stopping")
+	}
 	m.live[t.rec.ID] = t
 	m.mu.Unlock()
+	m.store.write(t.rec)
 	m.cfg.Log.Info("terminal session started", "agent_id", req.AgentID, "session_id", t.rec.ID, "operator", req.Operator)
-	return t
+	return t, nil
 }
 
 // finish stores the ended session's record and prunes recordings.

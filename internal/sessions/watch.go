@@ -93,6 +93,10 @@ func (m *Manager) ServeWatch(w http.ResponseWriter, r *http.Request, p access.Pr
 	if !subprotocolOK(r) {
 		return fleet.Errorf(fleet.CodeInvalidSubprotocol, "offer the %s subprotocol or none", terminalproto.Subprotocol)
 	}
+	if err := m.enter(); err != nil {
+		return err
+	}
+	defer m.running.Done()
 	t, err := m.liveSession(sessionID)
 	if err != nil {
 		return err

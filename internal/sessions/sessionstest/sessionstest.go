@@ -160,8 +160,8 @@ func (s *serverStream) abort(c agentproto.StreamClose) {
 	}
 	s.mu.Unlock()
 	err := &CloseError{Close: c}
-	_ = s.in.CloseWithError(err)
-	_ = s.out.CloseWithError(err)
+	_ = s.agent.out.CloseWithError(err) // the server's reads end with err, the agent's writes fail
+	_ = s.out.CloseWithError(err)       // the agent's reads end with err
 }
 
 func (s *serverStream) Abort(code, message string) error {
