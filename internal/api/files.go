@@ -85,9 +85,11 @@ func (s *Server) uploadRequest(c *gin.Context) (fleet.FileRequest, bool) {
 	return s.contentRange(c, req)
 }
 
-// contentRange reads Content-Range: bytes START-END/TOTAL (a resumed
-// upload) or bytes */TOTAL (a probe with an empty body); without it the
-// upload is the whole file.
+// contentRange reads Content-Range: bytes START-(TOTAL-1)/TOTAL (a
+// resumed upload: the body runs from START to the end of the file) or
+// bytes */TOTAL (a probe with an empty body); without it the upload is
+// the whole file. Parts that stop before the end are refused: the
+// agent commits a file when its stream ends cleanly.
 func (s *Server) contentRange(c *gin.Context, req fleet.FileRequest) (fleet.FileRequest, bool) {
 	n := c.Request.ContentLength
 	v := c.GetHeader("Content-Range")
@@ -110,8 +112,8 @@ func (s *Server) contentRange(c *gin.Context, req fleet.FileRequest) (fleet.File
 	first, last, ok := strings.Cut(rng, "-")
 	start, err1 := strconv.ParseInt(first, 10, 64)
 	end, err2 := strconv.ParseInt(last, 10, 64)
-	if !ok || err1 != nil || err2 != nil || start < 0 || end < start || end >= size || end-start+1 != n {
-		s.failf(c, codeInvalidHeader, "Content-Range %q does not match the body (%d bytes) and the total", v, n)
+	if !ok || err1 != nil || err2 != nil || start < 0 || end < start || end != size-1 || end-start+1 != n {
+		s.failf(c, codeInvalidHeader, "Content-Range %q must run from the resume offset to the last byte (TOTAL-1) and match the body (%d bytes)", v, n)
 		return req, false
 	}
 	req.Offset = start
