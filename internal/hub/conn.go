@@ -33,10 +33,26 @@ type conn struct {
 
 	msgs *ratelimit.Bucket // inbound messages (MessageRate, MessageBurst)
 
+	// features is hello.Features and streamsOK whether it lists
+	// streams.v1; both set before ready, then read-only.
+	features  []string
+	streamsOK bool
+	// streams is created by the first OpenStream (under mu, unless
+	// closing), so an idle connection pays nothing for streams.
+	streams atomic.Pointer[streamState]
+
 	mu      sync.Mutex
-	queue   [][]byte // encoded frames waiting for the writer
-	writing bool     // a writer goroutine is draining queue
+	queue   [][]byte   // encoded control frames waiting for the writer
+	data    []outFrame // stream frames, written after queue is empty
+	writing bool       // a writer goroutine is draining the queues
 	closing bool
+}
+
+// outFrame is a queued stream frame: binary data, or a stream_close text
+// frame, which must follow the stream's data queued before it.
+type outFrame struct {
+	b    []byte
+	text bool
 }
 
 // session returns the public view of c.
@@ -63,6 +79,26 @@ func (c *conn) enqueue(frame []byte) error {
 		return ErrQueueFull
 	}
 	c.queue = append(c.queue, frame)
+	c.startWriterLocked()
+	return nil
+}
+
+// enqueueData queues a stream frame behind the control frames. The data
+// queue is bounded by the streams' credit windows, not by OutboundQueue.
+// It never blocks on the network.
+func (c *conn) enqueueData(f outFrame) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrOffline
+	}
+	c.data = append(c.data, f)
+	c.startWriterLocked()
+	return nil
+}
+
+// startWriterLocked starts a writer unless one runs, and unlocks c.mu.
+func (c *conn) startWriterLocked() {
 	start := !c.writing
 	if start {
 		c.writing = true
@@ -72,26 +108,43 @@ func (c *conn) enqueue(frame []byte) error {
 	if start {
 		go c.writeLoop()
 	}
-	return nil
 }
 
-// writeLoop writes queued frames until the queue is empty, then exits; an
-// idle connection has no writer goroutine.
+// nextFrame takes the next frame to write: control frames first.
+func (c *conn) nextFrame() (frame []byte, typ websocket.MessageType, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closing || len(c.queue)+len(c.data) == 0:
+		c.writing = false
+		c.queue, c.data = nil, nil
+		return nil, 0, false
+	case len(c.queue) > 0:
+		frame = c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		return frame, websocket.MessageText, true
+	}
+	f := c.data[0]
+	c.data[0] = outFrame{}
+	c.data = c.data[1:]
+	if f.text {
+		return f.b, websocket.MessageText, true
+	}
+	return f.b, websocket.MessageBinary, true
+}
+
+// writeLoop writes queued frames until the queues are empty, then exits;
+// an idle connection has no writer goroutine. A control frame waits at
+// most for the one data frame being written.
 func (c *conn) writeLoop() {
 	defer c.hub.wg.Done()
 	for {
-		c.mu.Lock()
-		if c.closing || len(c.queue) == 0 {
-			c.writing = false
-			c.queue = nil
-			c.mu.Unlock()
+		frame, typ, ok := c.nextFrame()
+		if !ok {
 			return
 		}
-		frame := c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
-		c.mu.Unlock()
-		if err := c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
+		if err := c.ws.Write(context.Background(), typ, frame); err != nil {
 			if c.beginClose(websocket.StatusAbnormalClosure, "write failed") {
 				_ = c.ws.CloseNow()
 			}
@@ -113,7 +166,7 @@ func (c *conn) beginClose(code websocket.StatusCode, reason string) bool {
 		return false
 	}
 	c.closing = true
-	c.queue = nil
+	c.queue, c.data = nil, nil
 	c.mu.Unlock()
 
 	h := c.hub
@@ -131,7 +184,9 @@ func (c *conn) run() {
 	h := c.hub
 	defer h.wg.Done()
 	code, reason, handshake := c.readLoop()
-	if c.beginClose(code, reason) && handshake {
+	first := c.beginClose(code, reason)
+	c.endStreams(agentproto.StreamErrorDisconnected, reason)
+	if first && handshake {
 		_ = c.ws.Close(code, reason)
 	}
 	_ = c.ws.CloseNow() // waits for a close started elsewhere to finish
@@ -159,12 +214,19 @@ func (c *conn) readLoop() (websocket.StatusCode, string, bool) {
 		if err != nil {
 			return readFailure(err)
 		}
-		if typ != websocket.MessageText {
-			return agentproto.CloseUnsupported, "binary frames are not supported: send JSON text frames", true
+		if typ != websocket.MessageText && !c.streamsOK {
+			return agentproto.CloseUnsupported, "binary frames need streams.v1 in hello.features: send JSON text frames", true
 		}
 		buf := bufPool.Get().(*bytes.Buffer)
 		buf.Reset()
-		code, reason, stop, send := c.readMessage(buf, r)
+		var code websocket.StatusCode
+		var reason string
+		var stop, send bool
+		if typ == websocket.MessageText {
+			code, reason, stop, send = c.readMessage(buf, r)
+		} else {
+			code, reason, stop, send = c.readData(buf, r)
+		}
 		if buf.Cap() <= maxPooledBuf {
 			bufPool.Put(buf)
 		}
@@ -174,19 +236,51 @@ func (c *conn) readLoop() (websocket.StatusCode, string, bool) {
 	}
 }
 
-// readMessage reads one message into buf and handles it.
-func (c *conn) readMessage(buf *bytes.Buffer, r io.Reader) (code websocket.StatusCode, reason string, stop, send bool) {
+// readFrame reads one message into buf and records the activity.
+func (c *conn) readFrame(buf *bytes.Buffer, r io.Reader) (now int64, code websocket.StatusCode, reason string, stop, send bool) {
 	if _, err := buf.ReadFrom(r); err != nil {
 		if errors.Is(err, websocket.ErrMessageTooBig) {
-			return agentproto.CloseTooBig, "message exceeds the maximum size", true, true
+			return 0, agentproto.CloseTooBig, "message exceeds the maximum size", true, true
 		}
 		code, reason, send := readFailure(err)
-		return code, reason, true, send
+		return 0, code, reason, true, send
 	}
-	now := c.hub.now()
+	now = c.hub.now()
 	c.lastActivity.Store(now)
-	if _, ok := c.msgs.Allow(c.hub.epoch.Add(time.Duration(now))); !ok {
-		return agentproto.CloseRateLimited, "too many messages per second", true, true
+	return now, 0, "", false, false
+}
+
+// readData reads one binary frame into buf and hands it to the streams.
+// It runs on the reader: the Mux's work is shallow (a copy).
+func (c *conn) readData(buf *bytes.Buffer, r io.Reader) (code websocket.StatusCode, reason string, stop, send bool) {
+	now, code, reason, stop, send := c.readFrame(buf, r)
+	if stop {
+		return code, reason, stop, send
+	}
+	ss := c.streams.Load()
+	if ss == nil {
+		return agentproto.ClosePolicy, "binary frame for an unknown stream", true, true
+	}
+	if !c.allow(ss.msgs, now) {
+		return agentproto.CloseRateLimited, "too many stream messages per second", true, true
+	}
+	if err := ss.mux.HandleData(buf.Bytes()); err != nil {
+		return agentproto.ClosePolicy, truncate(err.Error(), maxCloseReason), true, true
+	}
+	return 0, "", false, true
+}
+
+// allow spends a token of b at now.
+func (c *conn) allow(b *ratelimit.Bucket, now int64) bool {
+	_, ok := b.Allow(c.hub.epoch.Add(time.Duration(now)))
+	return ok
+}
+
+// readMessage reads one text message into buf and handles it.
+func (c *conn) readMessage(buf *bytes.Buffer, r io.Reader) (code websocket.StatusCode, reason string, stop, send bool) {
+	now, code, reason, stop, send := c.readFrame(buf, r)
+	if stop {
+		return code, reason, stop, send
 	}
 	// Handling (JSON, store and sink calls) needs a deep stack. It runs on
 	// a short-lived goroutine so that the reader, parked in Read most of

@@ -33,8 +33,9 @@ type frame struct {
 	env   agentproto.Envelope
 	// data is the typed payload when class is frameOK: agentproto.Hello,
 	// agentproto.CommandRef (command_accepted), agentproto.CommandOutput,
-	// agentproto.CommandResult or agentproto.Error; nil for heartbeat,
-	// whose data is ignored.
+	// agentproto.CommandResult, agentproto.Error, agentproto.StreamOpened,
+	// agentproto.StreamCredit or agentproto.StreamClose; nil for
+	// heartbeat, whose data is ignored.
 	data any
 	// problem explains a class other than frameOK.
 	problem string
@@ -70,6 +71,12 @@ func decodeFrame(b []byte) frame {
 		decodeData(&f, checkOutput)
 	case agentproto.TypeCommandResult:
 		decodeData(&f, func(r *agentproto.CommandResult) string { return needID(r.CommandID) })
+	case agentproto.TypeStreamOpened:
+		decodeData(&f, func(o *agentproto.StreamOpened) string { return needStream(o.StreamID) })
+	case agentproto.TypeStreamCredit:
+		decodeData(&f, checkCredit)
+	case agentproto.TypeStreamClose:
+		decodeData(&f, func(c *agentproto.StreamClose) string { return needStream(c.StreamID) })
 	default:
 		f.class, f.problem = frameUnknownType, "unknown message type "+truncate(f.env.Type, 64)
 	}
@@ -131,4 +138,29 @@ func checkOutput(o *agentproto.CommandOutput) string {
 		return "stream must be " + agentproto.StreamStdout + " or " + agentproto.StreamStderr
 	}
 	return needID(o.CommandID)
+}
+
+// isStreamMessage reports whether typ is a stream message an agent sends.
+func isStreamMessage(typ string) bool {
+	switch typ {
+	case agentproto.TypeStreamOpened, agentproto.TypeStreamCredit, agentproto.TypeStreamClose:
+		return true
+	}
+	return false
+}
+
+// needStream is the problem of stream data without a stream id.
+func needStream(id uint32) string {
+	if id == 0 {
+		return "needs a non-zero stream_id"
+	}
+	return ""
+}
+
+// checkCredit requires a stream id and a positive byte count.
+func checkCredit(c *agentproto.StreamCredit) string {
+	if c.Bytes <= 0 {
+		return "bytes must be positive"
+	}
+	return needStream(c.StreamID)
 }

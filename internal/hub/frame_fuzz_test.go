@@ -59,6 +59,12 @@ func checkData(t *testing.T, fr frame) {
 		ok = fr.env.Type == agentproto.TypeCommandOutput && d.CommandID != ""
 	case agentproto.CommandResult:
 		ok = fr.env.Type == agentproto.TypeCommandResult && d.CommandID != ""
+	case agentproto.StreamOpened:
+		ok = fr.env.Type == agentproto.TypeStreamOpened && d.StreamID != 0
+	case agentproto.StreamCredit:
+		ok = fr.env.Type == agentproto.TypeStreamCredit && d.StreamID != 0 && d.Bytes > 0
+	case agentproto.StreamClose:
+		ok = fr.env.Type == agentproto.TypeStreamClose && d.StreamID != 0
 	}
 	if !ok {
 		t.Fatalf("type %q decoded as %#v", fr.env.Type, fr.data)
@@ -88,6 +94,15 @@ func TestDecodeFrameClasses(t *testing.T) {
 		`{"type":"command_result","data":{"command_id":"c","stdout":"\ud800"}}`:                                 frameMalformed,
 		`{"type":"command_accepted","data":{"command_id":"c"}}`:                                                 frameOK,
 		`{"type":"error","data":{"code":"x"}}`:                                                                  frameOK,
+		`{"type":"stream_opened","data":{"stream_id":1,"pid":7}}`:                                               frameOK,
+		`{"type":"stream_opened","data":{"pid":7}}`:                                                             frameInvalidData,
+		`{"type":"stream_credit","data":{"stream_id":1,"bytes":10}}`:                                            frameOK,
+		`{"type":"stream_credit","data":{"stream_id":1,"bytes":0}}`:                                             frameInvalidData,
+		`{"type":"stream_credit","data":{"stream_id":1,"bytes":"10"}}`:                                          frameInvalidData,
+		`{"type":"stream_credit","data":{"stream_id":-1,"bytes":10}}`:                                           frameInvalidData,
+		`{"type":"stream_close","data":{"stream_id":3,"code":"file_busy"}}`:                                     frameOK,
+		`{"type":"stream_close","data":{"stream_id":3,"Code":"x"}}`:                                             frameMalformed,
+		`{"type":"stream_close","data":{}}`:                                                                     frameInvalidData,
 		`{"type":"telemetry_v9","data":{}}`:                                                                     frameUnknownType,
 		`{"id":"1"}`:                                                                                            frameMalformed,
 		`{"type":7}`:                                                                                            frameMalformed,

@@ -10,7 +10,10 @@
 // sweeper goroutine checks every connection's last activity each
 // SweepInterval and enforces the hello and liveness timeouts, and one
 // flusher goroutine writes the agents' heartbeat times to the store in one
-// batch each SeenInterval. Sends never
+// batch each SeenInterval. Streams (streams.v1, see OpenStream) cost an
+// idle connection nothing: their state is made by the first OpenStream,
+// and their frames share the connection's writer, control frames first.
+// Sends never
 // block: they enqueue on a bounded per-agent queue, and an agent whose
 // queue overflows is disconnected (4004) instead of stalling anyone.
 package hub
@@ -116,6 +119,22 @@ type Config struct {
 	CallTimeout time.Duration
 	// ServerVersion is reported in welcome.
 	ServerVersion string
+	// StreamWindowBytes is each stream's credit window per direction and
+	// StreamChunkBytes the largest payload of one binary frame, told to
+	// agents in welcome (defaults agentproto.DefaultStreamWindowBytes,
+	// 256 KiB, and agentproto.DefaultStreamChunkBytes, 32 KiB; the chunk
+	// is capped at MaxMessageBytes-4).
+	StreamWindowBytes int64
+	StreamChunkBytes  int
+	// MaxStreams bounds the streams open at once on one connection
+	// (default 16); OpenStream past it fails with
+	// agentstream.ErrTooManyStreams.
+	MaxStreams int
+	// StreamMessageRate and StreamMessageBurst bound inbound binary frames
+	// and stream messages per connection (token bucket; defaults 4000/s,
+	// burst 8000), apart from MessageRate; excess closes with 4005.
+	StreamMessageRate  float64
+	StreamMessageBurst int
 	// Origins lists the web pages (browser origins) allowed to open an
 	// agent WebSocket besides same-origin ones; the zero value allows
 	// none. Requests without an Origin header (agents) are unaffected.
@@ -149,6 +168,7 @@ func (c Config) withDefaults() Config {
 	if c.ConnectBurst <= 0 {
 		c.ConnectBurst = 1000
 	}
+	c = c.streamDefaults()
 	if c.MaxOutputBytes <= 0 {
 		c.MaxOutputBytes = 512 << 10
 	}
@@ -158,6 +178,26 @@ func (c Config) withDefaults() Config {
 	def(&c.SweepInterval, time.Second)
 	def(&c.SeenInterval, 30*time.Second)
 	def(&c.CallTimeout, 10*time.Second)
+	return c
+}
+
+func (c Config) streamDefaults() Config {
+	if c.StreamWindowBytes <= 0 {
+		c.StreamWindowBytes = agentproto.DefaultStreamWindowBytes
+	}
+	if c.StreamChunkBytes <= 0 {
+		c.StreamChunkBytes = agentproto.DefaultStreamChunkBytes
+	}
+	c.StreamChunkBytes = int(min(int64(c.StreamChunkBytes), c.MaxMessageBytes-agentproto.StreamHeaderBytes))
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 16
+	}
+	if c.StreamMessageRate <= 0 {
+		c.StreamMessageRate = 4000
+	}
+	if c.StreamMessageBurst <= 0 {
+		c.StreamMessageBurst = 8000
+	}
 	return c
 }
 
@@ -286,7 +326,8 @@ func (h *Hub) Disconnect(agentID string, code websocket.StatusCode, reason strin
 	return h.closeAsync(c, code, truncate(reason, maxCloseReason))
 }
 
-// Shutdown refuses new connections, closes every connection with 1001
+// Shutdown refuses new connections, ends every stream with code
+// agentproto.StreamErrorShutdown, closes every connection with 1001
 // "server shutting down" and waits for them to finish the close handshake
 // until ctx ends; then it cuts the remaining ones and returns ctx.Err().
 // It also stops the sweeper and the flusher, and writes the pending
@@ -306,6 +347,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	defer h.flushSeen()
 	conns := h.reg.collect(nil, nil)
 	for _, c := range conns {
+		c.endStreams(agentproto.StreamErrorShutdown, "server shutting down")
 		h.closeAsync(c, websocket.StatusGoingAway, "server shutting down")
 	}
 	done := make(chan struct{})
@@ -341,6 +383,7 @@ func (h *Hub) closeAsync(c *conn, code websocket.StatusCode, reason string) bool
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
+		c.endStreams(agentproto.StreamErrorDisconnected, reason)
 		_ = c.ws.Close(code, reason)
 	}()
 	return true

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -23,6 +22,12 @@ func (c *conn) handle(b []byte, now int64) (websocket.StatusCode, string, bool) 
 	f := decodeFrame(b)
 	if f.class == frameMalformed {
 		return agentproto.CloseInvalidData, f.problem, true
+	}
+	if isStreamMessage(f.env.Type) && c.ready.Load() {
+		return c.onStream(f, now)
+	}
+	if !c.allow(c.msgs, now) {
+		return agentproto.CloseRateLimited, "too many messages per second", true
 	}
 	if !c.ready.Load() {
 		switch {
@@ -78,6 +83,7 @@ func (c *conn) dispatch(f frame, now int64) {
 // operator gave at enrollment (fleet.AgentFacts).
 func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int64) (websocket.StatusCode, string, bool) {
 	h := c.hub
+	c.features, c.streamsOK = internFeatures(hello.Features)
 	facts := fleet.AgentFacts{
 		Hostname: hello.Hostname, OS: hello.OS, Arch: hello.Arch, Version: hello.Version,
 		Labels: hello.Labels, Allowed: hello.Allowed,
@@ -104,6 +110,9 @@ func (c *conn) onHello(env agentproto.Envelope, hello agentproto.Hello, now int6
 		MaxMessageBytes:     h.cfg.MaxMessageBytes,
 		MaxOutputBytes:      h.cfg.MaxOutputBytes,
 		ServerVersion:       h.cfg.ServerVersion,
+		Features:            serverFeatures,
+		StreamWindowBytes:   h.cfg.StreamWindowBytes,
+		StreamChunkBytes:    int64(h.cfg.StreamChunkBytes),
 	})
 	if ref := h.sink.Load(); ref != nil {
 		ref.Connected(ctx, c.agentID, hello.Running)
@@ -150,16 +159,7 @@ func (c *conn) withSink(env agentproto.Envelope, fn func(CommandSink)) {
 // reply queues a message for the agent; a failure means the connection
 // is closing, which the reader notices on its next read.
 func (c *conn) reply(typ, ref string, data any) {
-	env := agentproto.Envelope{Type: typ, ID: ref}
-	if data != nil {
-		raw, err := json.Marshal(data)
-		if err != nil {
-			c.hub.log.Error("encoding a reply failed", "type", typ, "err", err)
-			return
-		}
-		env.Data = raw
-	}
-	b, err := json.Marshal(env)
+	b, err := encodeEnvelope(typ, ref, data)
 	if err != nil {
 		c.hub.log.Error("encoding a reply failed", "type", typ, "err", err)
 		return

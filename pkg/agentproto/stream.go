@@ -193,6 +193,9 @@ const (
 	StreamErrorDisconnected = "disconnected"
 	// StreamErrorShutdown: the server or agent is stopping.
 	StreamErrorShutdown = "shutdown"
+	// StreamErrorLimit: the agent already has as many streams open as it
+	// allows on one connection.
+	StreamErrorLimit = "stream_limit"
 )
 
 // TerminalResize changes a terminal's size.

@@ -61,6 +61,10 @@ type config struct {
 	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" desc:"heartbeat period told to agents"`
 	LivenessTimeout   time.Duration `envconfig:"LIVENESS_TIMEOUT" desc:"a silent agent is offline after this"`
 
+	StreamWindowBytes int64   `envconfig:"STREAM_WINDOW_BYTES" desc:"credit window per agent stream and direction"`
+	StreamChunkBytes  int     `envconfig:"STREAM_CHUNK_BYTES" desc:"largest payload of one binary stream frame"`
+	StreamMessageRate float64 `envconfig:"STREAM_MESSAGE_RATE" desc:"inbound binary frames and stream messages per second per agent (close 4005 beyond)"`
+
 	CommandTimeout time.Duration `envconfig:"COMMAND_TIMEOUT" desc:"default command timeout"`
 	MaxOutputBytes int           `envconfig:"MAX_OUTPUT_BYTES" desc:"output kept per command; more is cut and flagged truncated"`
 	Retention      time.Duration `envconfig:"RETENTION" desc:"how long finished commands are kept"`
@@ -88,7 +92,9 @@ func defaults() config {
 		OutboundQueue: d.Hub.OutboundQueue, MessageRate: d.Hub.MessageRate,
 		ConnectRate: d.Hub.ConnectRate, ConnectBurst: d.Hub.ConnectBurst,
 		HelloTimeout: d.Hub.HelloTimeout, HeartbeatInterval: d.Hub.HeartbeatInterval,
-		LivenessTimeout: d.Hub.LivenessTimeout,
+		LivenessTimeout:   d.Hub.LivenessTimeout,
+		StreamWindowBytes: d.Hub.StreamWindowBytes, StreamChunkBytes: d.Hub.StreamChunkBytes,
+		StreamMessageRate: d.Hub.StreamMessageRate,
 
 		CommandTimeout: d.Dispatch.DefaultTimeout, MaxOutputBytes: d.Dispatch.MaxOutputBytes,
 		Retention: d.Dispatch.Retention,
@@ -150,6 +156,8 @@ func (c config) service() cmservice.Config {
 	s.Hub.MaxConnections, s.Hub.MaxMessageBytes, s.Hub.OutboundQueue = c.MaxConnections, c.MaxMessageBytes, c.OutboundQueue
 	s.Hub.MessageRate, s.Hub.ConnectRate, s.Hub.ConnectBurst = c.MessageRate, c.ConnectRate, c.ConnectBurst
 	s.Hub.HelloTimeout, s.Hub.HeartbeatInterval, s.Hub.LivenessTimeout = c.HelloTimeout, c.HeartbeatInterval, c.LivenessTimeout
+	s.Hub.StreamWindowBytes, s.Hub.StreamChunkBytes = c.StreamWindowBytes, c.StreamChunkBytes
+	s.Hub.StreamMessageRate, s.Hub.StreamMessageBurst = c.StreamMessageRate, int(2*c.StreamMessageRate)
 
 	s.Dispatch.DefaultTimeout, s.Dispatch.MaxOutputBytes, s.Dispatch.Retention = c.CommandTimeout, c.MaxOutputBytes, c.Retention
 
