@@ -270,6 +270,7 @@ func (t *terminal) pumpOut(ctx context.Context, conn *websocket.Conn) (terminalp
 func (t *terminal) exitOf(err error) (terminalproto.Message, terminalproto.CloseCode) {
 	msg := terminalproto.Message{Type: terminalproto.TypeExit}
 	if errors.Is(err, io.EOF) {
+		_ = t.stream.CloseWrite(agentproto.StreamClose{})
 		c, _ := t.stream.PeerClose()
 		msg.ExitCode, msg.Reason = c.ExitCode, "exited"
 		return msg, terminalproto.CloseNormal
