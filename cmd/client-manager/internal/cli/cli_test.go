@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/home-console/client-manager/internal/cmdflags"
 	"github.com/home-console/client-manager/internal/access"
+	"github.com/home-console/client-manager/internal/cmdflags"
 	"github.com/home-console/client-manager/internal/cmservice"
 	"github.com/home-console/client-manager/internal/dirlock"
 	"github.com/home-console/client-manager/internal/enroll"
