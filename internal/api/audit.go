@@ -14,7 +14,8 @@ import (
 	"github.com/home-console/client-manager/internal/fleet"
 )
 
-// audited records every state-changing request in the audit log: who
+// audited records every state-changing request in the audit log (and,
+// marked by auditAlways, the terminal and file routes' GETs): who
 // (token name and role; "anonymous" with role "none" when authentication
 // failed), from where (the peer's IP address, no port), what (method and
 // route), on which target (the route's id), the HTTP status as result,
