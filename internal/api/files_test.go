@@ -202,13 +202,17 @@ func TestUploadResumeAndDownload(t *testing.T) {
 	sf.checkAudit(t, "GET /api/clients/:id/files", `download "/srv/f.bin" offset 9990 bytes 10 sha256 `+digest(content))
 }
 
-func TestFilesBadInput(t *testing.T) {
-	sf := newSessionFixture(t, sessions.Config{FilesMaxBytes: 1000, FilesMaxPerAgent: 1})
-	files, plain, gone := sf.ids["files"], sf.ids["plain"], sf.ids["gone"]
+// filesFixture has, besides the fixture's agents, a disk agent with
+// /srv/a at "files", and agents refusing with path_outside_roots
+// (more[0]) and file_busy (more[1]), and one whose only transfer slot an
+// upload holds (more[2]) until the test ends.
+func filesFixture(t *testing.T) (sf *sessionFixture, more []string) {
+	t.Helper()
+	sf = newSessionFixture(t, sessions.Config{FilesMaxBytes: 1000, FilesMaxPerAgent: 1})
 	disk := newDiskAgent()
 	disk.files["/srv/a"] = []byte("hello")
-	sf.streams.Set(files, disk.agent())
-	more := sf.addAgents(t, 3, map[string]string{"fleet": "y"})
+	sf.streams.Set(sf.ids["files"], disk.agent())
+	more = sf.addAgents(t, 3, map[string]string{"fleet": "y"})
 	sf.streams.Set(more[0], refusingAgent(agentproto.FeatureFiles, "path_outside_roots"))
 	sf.streams.Set(more[1], refusingAgent(agentproto.FeatureFiles, "file_busy"))
 	held := newDiskAgent()
@@ -222,8 +226,13 @@ func TestFilesBadInput(t *testing.T) {
 	for len(sf.streams.Opened()) == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
-	defer func() { close(held.hold); <-busy }()
+	t.Cleanup(func() { close(held.hold); <-busy })
+	return sf, more
+}
 
+func TestFilesBadInput(t *testing.T) {
+	sf, more := filesFixture(t)
+	files, plain, gone := sf.ids["files"], sf.ids["plain"], sf.ids["gone"]
 	up := func(agent, query string) string { return "/api/clients/" + agent + "/files?" + query }
 	wrong := strings.Repeat("0", 64)
 	tests := []struct {
@@ -273,6 +282,12 @@ func TestFilesBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestFileReadsBadInput(t *testing.T) {
+	sf, more := filesFixture(t)
+	files, plain := sf.ids["files"], sf.ids["plain"]
+	up := func(agent, query string) string { return "/api/clients/" + agent + "/files?" + query }
 	for _, tt := range []struct {
 		path   string
 		status int
@@ -283,6 +298,9 @@ func TestFilesBadInput(t *testing.T) {
 		{"/api/clients/" + files + "/files/stat?path=rel", 400, "invalid_query"},
 		{"/api/clients/" + files + "/files/list", 400, "invalid_query"},
 		{"/api/clients/" + plain + "/files/list?path=/srv", 409, "files_not_allowed"},
+		{up(more[0], "path=/etc/shadow"), 403, "path_outside_roots"},
+		{up(more[2], "path=/x"), 429, "transfer_limit"},
+		{up(files, "path=/srv/a"), 200, ""},
 	} {
 		if status, code := sf.call(t, "GET", tt.path, "", nil, bearer(sf.admin)...); status != tt.status || code != tt.code {
 			t.Errorf("GET %s = %d %s, want %d %s", tt.path, status, code, tt.status, tt.code)
