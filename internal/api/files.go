@@ -222,13 +222,13 @@ func startDownload(w http.ResponseWriter, offset int64, info agentproto.FileInfo
 }
 
 // cut ends a response that broke off midway so the client sees it
-// incomplete (no last chunk), not as a shorter file.
+// incomplete (no last chunk), not as a shorter file. Over HTTP/2, which
+// cannot be hijacked, the response ends without the digest trailer,
+// which tells the client as much.
 func cut(c *gin.Context) {
-	conn, _, err := http.NewResponseController(c.Writer).Hijack()
-	if err != nil {
-		panic(http.ErrAbortHandler)
+	if conn, _, err := http.NewResponseController(c.Writer).Hijack(); err == nil {
+		_ = conn.Close()
 	}
-	_ = conn.Close()
 }
 
 // statFile answers GET /api/clients/{id}/files/stat?path=.
