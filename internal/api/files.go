@@ -222,11 +222,18 @@ func startDownload(w http.ResponseWriter, offset int64, info agentproto.FileInfo
 }
 
 // cut ends a response that broke off midway so the client sees it
-// incomplete (no last chunk), not as a shorter file. Over HTTP/2, which
-// cannot be hijacked, the response ends without the digest trailer,
-// which tells the client as much.
+// incomplete (no last chunk), not as a shorter file: it flushes what was
+// copied, then hijacks the
+// connection beneath gin's writer (which refuses once the body started)
+// and closes it. Over HTTP/2, which cannot be hijacked, the response ends
+// without the digest trailer, which tells the client as much.
 func cut(c *gin.Context) {
-	if conn, _, err := http.NewResponseController(c.Writer).Hijack(); err == nil {
+	_ = http.NewResponseController(c.Writer).Flush() // what was sent counts for a resume
+	var w http.ResponseWriter = c.Writer
+	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
+		w = u.Unwrap()
+	}
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
 		_ = conn.Close()
 	}
 }

@@ -307,3 +307,21 @@ func TestFileReadsBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestDownloadBrokenOff: an agent that disconnects midway leaves the
+// client an incomplete body (an error, not a short file) and no trailer.
+func TestDownloadBrokenOff(t *testing.T) {
+	sf := newSessionFixture(t, sessions.Config{})
+	id := sf.ids["files"]
+	sf.streams.Set(id, &sessionstest.Agent{Features: []string{agentproto.FeatureFiles}, Handle: func(s *sessionstest.AgentStream) {
+		s.Accept(agentproto.StreamOpened{File: &agentproto.FileInfo{Path: "/f", Name: "f", Size: 1 << 20}})
+		_, _ = s.Write(make([]byte, 1000))
+		s.Abort(agentproto.StreamClose{Code: agentproto.StreamErrorDisconnected})
+	}})
+	res := sf.get(t, "/api/clients/"+id+"/files?path=/f", bearer(sf.admin)...)
+	body, err := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || err == nil || len(body) != 1000 || res.Trailer.Get("X-Content-SHA256") != "" {
+		t.Fatalf("broken-off download: %d, %d bytes, %v, trailer %v", res.StatusCode, len(body), err, res.Trailer)
+	}
+	sf.checkAudit(t, "GET /api/clients/:id/files", "interrupted: agent_disconnected")
+}
