@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/home-console/client-manager/internal/fleet"
 )
@@ -195,5 +196,16 @@ func TestRecoverEndsActiveSessions(t *testing.T) {
 	rec, ok := again.get("ses_1")
 	if !ok || rec.State != fleet.SessionEnded || rec.EndedAt == nil || rec.EndReason != reasonRestarted {
 		t.Fatalf("record after restart: %+v %v", rec, ok)
+	}
+}
+
+func TestCloseReason(t *testing.T) {
+	long := strings.Repeat("é", 100) // 200 bytes
+	got := closeReason(long)
+	if len(got) > maxCloseReason || !utf8.ValidString(got) || len(got) < maxCloseReason-1 {
+		t.Fatalf("closeReason: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+	if closeReason("short") != "short" {
+		t.Fatal("a short reason changed")
 	}
 }

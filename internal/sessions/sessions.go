@@ -248,6 +248,8 @@ func closeError(c agentproto.StreamClose, what string, notAllowed fleet.ErrorCod
 	switch c.Code {
 	case agentproto.StreamErrorDisconnected:
 		return fleet.Errorf(fleet.CodeAgentDisconnected, "%s: the agent disconnected", what)
+	case agentproto.StreamErrorShutdown:
+		return fleet.Errorf(fleet.CodeUnavailable, "%s: the client manager or the agent is stopping", what)
 	case agentproto.StreamErrorOffsetMismatch:
 		if c.Offset != nil {
 			return &fleet.OffsetMismatchError{Offset: *c.Offset}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -210,7 +211,7 @@ func (t *terminal) serve(conn *websocket.Conn) {
 	t.end(msg, code)
 	if code != 0 {
 		_ = writeJSON(ctx, conn, t.m.cfg.WriteTimeout, msg)
-		_ = conn.Close(websocket.StatusCode(code), msg.Reason)
+		_ = conn.Close(websocket.StatusCode(code), closeReason(msg.Reason))
 	}
 	cancel()
 	_ = conn.CloseNow()
@@ -223,6 +224,22 @@ func (t *terminal) end(msg terminalproto.Message, code terminalproto.CloseCode) 
 	defer t.mu.Unlock()
 	t.ended, t.exit, t.code = true, msg, code
 	close(t.done)
+}
+
+// maxCloseReason is the most a close frame's reason holds.
+const maxCloseReason = 123
+
+// closeReason cuts reason to a close frame's limit, on a character
+// boundary.
+func closeReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	cut := maxCloseReason
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
 }
 
 // writeJSON writes one text message within timeout.
@@ -319,7 +336,7 @@ func (t *terminal) pumpIn(ctx context.Context, conn *websocket.Conn) {
 			continue
 		}
 		if code, reason := t.control(data); code != 0 {
-			_ = conn.Close(websocket.StatusCode(code), reason)
+			_ = conn.Close(websocket.StatusCode(code), closeReason(reason))
 			return
 		}
 	}

@@ -186,7 +186,7 @@ func (t *terminal) drainTo(ctx context.Context, conn *websocket.Conn, wt *watche
 		code = terminalproto.CloseNormal
 	}
 	_ = writeJSON(ctx, conn, timeout, msg)
-	_ = conn.Close(websocket.StatusCode(code), msg.Reason)
+	_ = conn.Close(websocket.StatusCode(code), closeReason(msg.Reason))
 }
 
 // decodeMessage strictly decodes one control message.
