@@ -110,7 +110,8 @@ func TestTerminalWithTicket(t *testing.T) {
 	sf.streams.Set(id, shellAgent())
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, sf.wsURL("/api/clients/"+id+"/terminal?cols=100&rows=30&ticket="+sf.ticket(t, id)), nil)
+	tk := sf.ticket(t, id)
+	c, _, err := websocket.Dial(ctx, sf.wsURL("/api/clients/"+id+"/terminal?cols=100&rows=30&ticket="+tk), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +150,13 @@ func TestTerminalWithTicket(t *testing.T) {
 		t.Fatalf("recording: %d %s %.100s", res.StatusCode, res.Header.Get("Content-Type"), body)
 	}
 	sf.checkAudit(t, "GET /api/clients/:id/terminal", "session "+hello.SessionID+" exit 0")
+	var audit struct{ Items []fleet.AuditEntry }
+	sf.call(t, "GET", "/api/audit?limit=1000", "", &audit, bearer(sf.admin)...)
+	for _, e := range audit.Items {
+		if raw, _ := json.Marshal(e); strings.Contains(string(raw), tk) || strings.Contains(string(raw), "exit\\n") {
+			t.Fatalf("audit entry holds the ticket or a keystroke: %s", raw)
+		}
+	}
 }
 
 // get sends a GET with headers and returns the response (body closed at

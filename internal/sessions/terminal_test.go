@@ -325,3 +325,26 @@ func TestTerminalSubprotocol(t *testing.T) {
 		t.Fatalf("dial with another subprotocol: %v %v", err, res)
 	}
 }
+
+func TestRecordInput(t *testing.T) {
+	e := newEnv(t, sessions.Config{RecordInput: true})
+	agents := make(chan *sessionstest.AgentStream, 1)
+	e.streams.Set("a1", shell(agents))
+	c := dial(t, e.url+"/t/a1")
+	readMsg(t, c)
+	ag := <-agents
+	if err := c.Write(t.Context(), websocket.MessageBinary, []byte("secret\r")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(ag, buf); err != nil {
+		t.Fatal(err)
+	}
+	ag.CloseWrite(agentproto.StreamClose{})
+	readUntilClose(t, c)
+	rec := <-e.ended
+	cast, err := os.ReadFile(filepath.Join(e.dir, rec.ID+".cast"))
+	if err != nil || !strings.Contains(string(cast), `"i","secret\r"`) {
+		t.Fatalf("recording with input %q, %v", cast, err)
+	}
+}
