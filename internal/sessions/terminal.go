@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/home-console/client-manager/internal/fleet"
+	"github.com/home-console/client-manager/internal/ratelimit"
 	"github.com/home-console/client-manager/internal/secret"
 	"github.com/home-console/client-manager/pkg/agentproto"
 	"github.com/home-console/client-manager/pkg/terminalproto"
@@ -35,6 +36,11 @@ const (
 	DefaultTerm = "xterm-256color"
 	// readBuffer is the chunk read from an agent stream at once.
 	readBuffer = 32 << 10
+	// ControlRate and ControlBurst bound an operator's resize and signal
+	// messages (each is a control message on the agent's connection,
+	// whose queue must not fill); beyond, the operator is closed with 1008.
+	ControlRate  = 20
+	ControlBurst = 40
 )
 
 // signals are the signals an operator may send (agentproto.TerminalSignal).
@@ -48,6 +54,7 @@ type terminal struct {
 	recorder *recorder
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
+	controls *ratelimit.Bucket
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
@@ -128,7 +135,8 @@ func cmpErr(err, alt error) error {
 // fails once Shutdown began.
 func (m *Manager) start(st Stream, req fleet.TerminalRequest) (*terminal, error) {
 	now := time.Now().UTC()
-	t := &terminal{m: m, stream: st, watchers: map[*watcher]struct{}{}, done: make(chan struct{})}
+	t := &terminal{m: m, stream: st, watchers: map[*watcher]struct{}{}, done: make(chan struct{}),
+		controls: ratelimit.NewBucket(ControlRate, ControlBurst)}
 	t.rec = fleet.TerminalSession{
 		ID: secret.NewID("ses_"), AgentID: req.AgentID, Operator: req.Operator, Role: req.Role,
 		StartedAt: now, Cols: req.Cols, Rows: req.Rows, Term: req.Term, State: fleet.SessionActive,
@@ -348,6 +356,9 @@ func (t *terminal) control(data []byte) (terminalproto.CloseCode, string) {
 	msg, err := decodeMessage(data)
 	if err != nil {
 		return terminalproto.CloseInvalidData, err.Error()
+	}
+	if _, ok := t.controls.Allow(time.Now()); !ok {
+		return terminalproto.ClosePolicy, fmt.Sprintf("more than %d resize and signal messages per second", ControlRate)
 	}
 	switch msg.Type {
 	case terminalproto.TypeResize:

@@ -252,6 +252,7 @@ func TestTerminalBadOperatorMessages(t *testing.T) {
 		{"session from operator", `{"type":"session"}`, terminalproto.ClosePolicy},
 		{"resize too big", `{"type":"resize","cols":5000,"rows":10}`, terminalproto.ClosePolicy},
 		{"unknown signal", `{"type":"signal","signal":"SIGSEGV"}`, terminalproto.ClosePolicy},
+		{"resize flood", strings.Repeat(`{"type":"resize","cols":80,"rows":24}`+"\n", sessions.ControlBurst+5), terminalproto.ClosePolicy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,8 +261,8 @@ func TestTerminalBadOperatorMessages(t *testing.T) {
 			e.streams.Set("a1", shell(agents))
 			c := dial(t, e.url+"/t/a1")
 			readMsg(t, c)
-			if err := c.Write(t.Context(), websocket.MessageText, []byte(tt.msg)); err != nil {
-				t.Fatal(err)
+			for _, msg := range strings.Split(strings.TrimSuffix(tt.msg, "\n"), "\n") {
+				_ = c.Write(t.Context(), websocket.MessageText, []byte(msg))
 			}
 			if _, _, status := readUntilClose(t, c); status != websocket.StatusCode(tt.status) {
 				t.Fatalf("close %v, want %v", status, tt.status)
