@@ -146,3 +146,54 @@ func TestUploadOverTheHub(t *testing.T) {
 		t.Fatalf("refused upload: %v", err)
 	}
 }
+
+// TestSessionsThroughTheService: the routes are wired: a ticket, the
+// terminal WebSocket with it, an upload, the session list and the
+// recording, through the whole service and a real agent connection.
+func TestSessionsThroughTheService(t *testing.T) {
+	svc, base := startService(t, Config{})
+	_, tok := call(t, "POST", base+"/api/enrollment-tokens", `{"name":"s","uses":1}`)
+	_, enrolled := call(t, "POST", base+agentproto.PathEnroll, `{"token":"`+tok["token"].(string)+`","name":"s"}`)
+	id, cred := enrolled["agent_id"].(string), enrolled["credential"].(string)
+	ws := "ws" + strings.TrimPrefix(base, "http")
+	agent := (&hubtest.Env{WSURL: ws + agentproto.PathWebSocket}).ConnectStreams(t, cred, agentproto.FeatureTerminal, agentproto.FeatureFiles)
+	eventually(t, 5*time.Second, "agent online", func() bool { _, ok := svc.app.hub.Features(id); return ok })
+	go func() {
+		for st := range agent.Opens {
+			_ = st.Accept(agentproto.StreamOpened{})
+			data, _ := io.ReadAll(st)
+			code := len(data)
+			_ = st.CloseWrite(agentproto.StreamClose{ExitCode: &code, Bytes: int64(len(data)), SHA256: "x"})
+		}
+	}()
+
+	code, ticket := call(t, "POST", base+"/api/clients/"+id+"/terminal/tickets", "")
+	if code != http.StatusCreated {
+		t.Fatalf("ticket = %d %v", code, ticket)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, ws+"/api/clients/"+id+"/terminal?ticket="+ticket["ticket"].(string), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	_, _, _ = c.Read(ctx) // session
+	_ = c.Write(ctx, websocket.MessageBinary, []byte("abc"))
+	_ = c.Close(websocket.StatusNormalClosure, "done") // the agent's ReadAll ends: the stream was aborted
+
+	req, _ := http.NewRequest("PUT", base+"/api/clients/"+id+"/files?path=/srv/x", strings.NewReader("hello"))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %v %v", err, res)
+	}
+	res.Body.Close()
+	eventually(t, 5*time.Second, "the session ended", func() bool {
+		_, list := call(t, "GET", base+"/api/sessions?agent_id="+id, "")
+		s, _ := list["sessions"].([]any)
+		return len(s) == 1 && s[0].(map[string]any)["state"] == "ended"
+	})
+	if code, _ := call(t, "GET", base+"/api/clients/"+id+"/files/stat?path=relative", ""); code != http.StatusBadRequest {
+		t.Fatalf("stat of a relative path = %d", code)
+	}
+}
