@@ -29,11 +29,6 @@ const (
 	MaxFrameBytes = 64 << 10
 	// MaxTerminalSize bounds cols and rows.
 	MaxTerminalSize = 1000
-	// DefaultCols, DefaultRows and DefaultTerm are a terminal's size and
-	// type when the request gives none.
-	DefaultCols = 80
-	DefaultRows = 24
-	DefaultTerm = "xterm-256color"
 	// readBuffer is the chunk read from an agent stream at once.
 	readBuffer = 32 << 10
 	// ControlRate and ControlBurst bound an operator's resize and signal
