@@ -100,6 +100,13 @@ type Server struct {
 	StreamWriteTimeout time.Duration
 	// StreamDropped, if not nil, is called for every dropped stream.
 	StreamDropped func(StreamDrop)
+
+	// Terminals and Files, if set, serve the terminal and file routes,
+	// to callers of at least TerminalRole and FilesRole (default admin).
+	Terminals    Terminals
+	Files        Files
+	TerminalRole access.Role
+	FilesRole    access.Role
 }
 
 // Register adds the API's routes to r.
@@ -130,6 +137,7 @@ func (s *Server) Register(r gin.IRouter) {
 	admin.GET("/audit", s.listAudit)
 
 	view.GET("/events", s.streamEvents)
+	s.registerSessions(r)
 }
 
 // Protect returns the handlers that guard a route outside /api as the

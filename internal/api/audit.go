@@ -14,7 +14,8 @@ import (
 	"github.com/home-console/client-manager/internal/fleet"
 )
 
-// audited records every state-changing request in the audit log: who
+// audited records every state-changing request in the audit log (and,
+// marked by auditAlways, the terminal and file routes' GETs): who
 // (token name and role; "anonymous" with role "none" when authentication
 // failed), from where (the peer's IP address, no port), what (method and
 // route), on which target (the route's id), the HTTP status as result,
@@ -32,7 +33,7 @@ import (
 // entry is appended once it is answered.
 func (s *Server) audited(c *gin.Context) {
 	c.Next()
-	if c.Request.Method == http.MethodGet || c.Writer.Status() == http.StatusTooManyRequests {
+	if isRead(c) || c.Writer.Status() == http.StatusTooManyRequests {
 		return
 	}
 	result := strconv.Itoa(c.Writer.Status())
@@ -48,6 +49,12 @@ func (s *Server) audited(c *gin.Context) {
 	if _, err := s.Store.AppendAudit(ctx, e); err != nil {
 		s.Log.Error("audit entry of a refused request not written", "action", e.Action, "result", result, "err", err)
 	}
+}
+
+// isRead reports whether the request only reads: a GET, but for terminal
+// sessions and file transfers (auditAlways), which are audited too.
+func isRead(c *gin.Context) bool {
+	return c.Request.Method == http.MethodGet && !c.GetBool(auditAlwaysKey)
 }
 
 // auditEntry is the audit entry of the request, without result and
@@ -75,7 +82,7 @@ func auditEntry(c *gin.Context) fleet.AuditEntry {
 // storage_unavailable (500 internal for another failure) and its handler
 // does not run.
 func (s *Server) beginAudit(c *gin.Context) {
-	if c.Request.Method == http.MethodGet {
+	if isRead(c) {
 		return
 	}
 	if n := s.UnfinishedAudits(); n >= maxUnfinishedAudit {

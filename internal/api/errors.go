@@ -25,6 +25,7 @@ const (
 	codeCommandNotAllowed   fleet.ErrorCode = "command_not_allowed"
 	codeInvalidTokenRequest fleet.ErrorCode = "invalid_token_request"
 	codeRateLimited         fleet.ErrorCode = "rate_limited"
+	codeInvalidHeader       fleet.ErrorCode = "invalid_header"
 )
 
 // statusOf is the one table from error code to HTTP status: every error
@@ -55,6 +56,35 @@ var statusOf = map[fleet.ErrorCode]int{
 	fleet.CodeUnavailable:    http.StatusServiceUnavailable,
 
 	fleet.CodeStorageUnavailable: http.StatusServiceUnavailable,
+
+	codeInvalidHeader:             http.StatusBadRequest,
+	fleet.CodeInvalidSubprotocol:  http.StatusBadRequest,
+	fleet.CodePathInvalid:         http.StatusBadRequest,
+	fleet.CodeTransferBadRequest:  http.StatusBadRequest,
+	fleet.CodeTicketInvalid:       http.StatusUnauthorized,
+	fleet.CodePathOutsideRoots:    http.StatusForbidden,
+	fleet.CodeFilePermission:      http.StatusForbidden,
+	fleet.CodeFileNotFound:        http.StatusNotFound,
+	fleet.CodeTerminalNotAllowed:  http.StatusConflict,
+	fleet.CodeFilesNotAllowed:     http.StatusConflict,
+	fleet.CodeSessionEnded:        http.StatusConflict,
+	fleet.CodeOffsetMismatch:      http.StatusConflict,
+	fleet.CodePathIsDirectory:     http.StatusConflict,
+	fleet.CodePathNotDirectory:    http.StatusConflict,
+	fleet.CodeFileNotRegular:      http.StatusConflict,
+	fleet.CodeFileHardLink:        http.StatusConflict,
+	fleet.CodeFileBusy:            http.StatusConflict,
+	fleet.CodeFileChanged:         http.StatusConflict,
+	fleet.CodeSizeMismatch:        http.StatusConflict,
+	fleet.CodeLengthRequired:      http.StatusLengthRequired,
+	fleet.CodeTransferTooLarge:    http.StatusRequestEntityTooLarge,
+	fleet.CodeRangeNotSatisfiable: http.StatusRequestedRangeNotSatisfiable,
+	fleet.CodeDigestMismatch:      http.StatusUnprocessableEntity,
+	fleet.CodeTerminalLimit:       http.StatusTooManyRequests,
+	fleet.CodeTransferLimit:       http.StatusTooManyRequests,
+	fleet.CodeFileIOError:         http.StatusBadGateway,
+	fleet.CodeAgentError:          http.StatusBadGateway,
+	fleet.CodeAgentDisconnected:   http.StatusBadGateway,
 }
 
 // storageRetryAfter is the Retry-After, in seconds, of a 503
@@ -103,7 +133,37 @@ func (s *Server) fail(c *gin.Context, err error) {
 		s.Log.Warn("api request refused: the store refuses writes", "route", c.FullPath(), "err", err)
 		c.Header("Retry-After", storageRetryAfter)
 	}
-	httpjson.Error(c, statusOf[fleet.ErrorCode(d.Code)], d.Code, d.Message)
+	c.AbortWithStatusJSON(statusOf[fleet.ErrorCode(d.Code)], gin.H{"error": transferDetail(c, err, d)})
+}
+
+// errorDetail is an error's code and message, with the fields of a
+// transfer's errors.
+type errorDetail struct {
+	httpjson.ErrorDetail
+	// Offset is where an upload must continue (offset_mismatch).
+	Offset *int64 `json:"offset,omitempty"`
+	// SHA256 is the content's actual digest (digest_mismatch).
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// transferDetail adds the fields and headers of a transfer's errors: an
+// offset mismatch's Upload-Offset, a range's Content-Range, a digest
+// mismatch's actual digest.
+func transferDetail(c *gin.Context, err error, d httpjson.ErrorDetail) errorDetail {
+	out := errorDetail{ErrorDetail: d}
+	var off *fleet.OffsetMismatchError
+	var rng *fleet.RangeNotSatisfiableError
+	var dig *fleet.DigestMismatchError
+	switch {
+	case errors.As(err, &off):
+		c.Header(headerUploadOffset, strconv.FormatInt(off.Offset, 10))
+		out.Offset = &off.Offset
+	case errors.As(err, &rng):
+		c.Header("Content-Range", "bytes */"+strconv.FormatInt(rng.Size, 10))
+	case errors.As(err, &dig):
+		out.SHA256 = dig.Actual
+	}
+	return out
 }
 
 // failf is fail with a new error of code and message.

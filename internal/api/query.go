@@ -25,6 +25,14 @@ var queryParams = map[string][]string{
 	"GET /api/commands":       {"client_id", "status", "batch_id", "requested_by", "since", "limit", "offset"},
 	"GET /api/audit":          {"actor", "action", "target", "since", "limit", "offset"},
 	"GET /api/events":         {"types"},
+
+	"GET /api/clients/:id/terminal":   {"cols", "rows", "term", "ticket"},
+	"GET /api/sessions/:id/watch":     {"ticket"},
+	"GET /api/sessions":               {"agent_id", "limit"},
+	"PUT /api/clients/:id/files":      {"path", "mode"},
+	"GET /api/clients/:id/files":      {"path"},
+	"GET /api/clients/:id/files/stat": {"path"},
+	"GET /api/clients/:id/files/list": {"path"},
 }
 
 // repeatableParam is the one query parameter that may be given more than

@@ -81,6 +81,8 @@ var layers = map[string]layer{
 	"internal/cmservice":   assembly,
 	"internal/runtimehost": assembly,
 	"internal/hub/hubtest": assembly, // test support: a hub over a real store and enrollment
+
+	"internal/sessions/sessionstest": assembly, // test support: fake agents behind sessions.Streams
 }
 
 // allowed says which layers each layer may import.

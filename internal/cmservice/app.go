@@ -2,6 +2,7 @@ package cmservice
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/home-console/client-manager/internal/hub"
 	"github.com/home-console/client-manager/internal/metrics"
 	"github.com/home-console/client-manager/internal/origin"
+	"github.com/home-console/client-manager/internal/sessions"
 	"github.com/home-console/client-manager/internal/sqlite"
 	"github.com/home-console/client-manager/internal/version"
 )
@@ -40,6 +42,8 @@ type app struct {
 	metrics  *metrics.Registry
 	origins  origin.Policy
 	api      *api.Server // set by routes
+	sessions *sessions.Manager
+	log      *slog.Logger
 
 	bgCtx  context.Context // ends at close
 	cancel context.CancelFunc
@@ -65,7 +69,7 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &app{store: store, bus: events.New(), metrics: metrics.New(), origins: origins}
+	a := &app{store: store, bus: events.New(), metrics: metrics.New(), origins: origins, log: log}
 	a.tokens = &access.StoreTokens{Store: store}
 	enrollOpts := cfg.Enroll
 	enrollOpts.Origins = origins
@@ -99,6 +103,11 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		return 1
 	})
 	a.bgCtx, a.cancel = context.WithCancel(context.Background())
+	if err := openSessions(cfg, a.hub, a); err != nil {
+		a.cancel()
+		_ = store.Close()
+		return nil, err
+	}
 	a.background(a.dispatch.Run)
 	a.background(func(ctx context.Context) { a.metrics.Follow(ctx, a.bus) })
 	a.background(a.store.Watch)
@@ -121,9 +130,11 @@ func (a *app) streamDropped(why api.StreamDrop) {
 		1, "reason", string(why))
 }
 
-// drainAgents closes every agent connection with 1001 and refuses new ones.
+// drainAgents ends the terminal sessions (1001 to their operators), then
+// closes every agent connection with 1001 and refuses new ones.
 func (a *app) drainAgents(ctx context.Context) error {
-	return a.hub.Shutdown(ctx)
+	serr := a.sessions.Shutdown(ctx)
+	return errors.Join(serr, a.hub.Shutdown(ctx))
 }
 
 // close stops the background loops and closes the store.

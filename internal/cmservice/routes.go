@@ -54,6 +54,11 @@ func (s *Service) routes(a *app) http.Handler {
 		StreamQueue:        s.cfg.EventQueue,
 		StreamWriteTimeout: s.cfg.EventWriteTimeout,
 		StreamDropped:      a.streamDropped,
+
+		Terminals:    a.sessions,
+		Files:        a.sessions,
+		TerminalRole: s.cfg.Sessions.TerminalRole,
+		FilesRole:    s.cfg.Sessions.FilesRole,
 	}
 	r.GET("/metrics", append(srv.Protect(access.RoleViewer), gin.WrapH(a.metrics))...)
 	srv.Register(r)

@@ -74,6 +74,8 @@ type Config struct {
 	Hub      hub.Config
 	Dispatch dispatch.Config
 	Enroll   enroll.Options
+	// Sessions tunes terminals and file transfers.
+	Sessions Sessions
 }
 
 // Connection bounds of the client manager's port. A process holds about
@@ -109,6 +111,7 @@ func DefaultConfig() Config {
 		Hub:                h,
 		Dispatch:           dispatch.DefaultConfig(),
 		Enroll:             enroll.DefaultOptions(),
+		Sessions:           DefaultSessions(),
 	}
 }
 

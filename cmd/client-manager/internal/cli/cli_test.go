@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/home-console/client-manager/internal/access"
 	"github.com/home-console/client-manager/internal/cmdflags"
 	"github.com/home-console/client-manager/internal/cmservice"
 	"github.com/home-console/client-manager/internal/dirlock"
@@ -109,6 +110,15 @@ func TestValidate(t *testing.T) {
 		{func(c *config) { c.APIBurst = 0 }, "API_BURST"},
 		{func(c *config) { c.AllowedOrigins = []string{"https://a.example.com", "*.b.example.com"} }, ""},
 		{func(c *config) { c.AllowedOrigins = []string{"[x"} }, "ALLOWED_ORIGINS"},
+		{func(c *config) { c.TerminalRole, c.FilesRole = "operator", "viewer" }, ""},
+		{func(c *config) { c.TerminalRole = "root" }, "TERMINAL_ROLE"},
+		{func(c *config) { c.FilesRole = "" }, "FILES_ROLE"},
+		{func(c *config) { c.RecordingRetention = 0 }, "RECORDING_RETENTION"},
+		{func(c *config) { c.TerminalTicketTTL = -time.Second }, "TERMINAL_TICKET_TTL"},
+		{func(c *config) { c.RecordingMaxBytes = 100 }, "RECORDING_MAX_BYTES"},
+		{func(c *config) { c.RecordingsMaxTotalBytes = c.RecordingMaxBytes - 1 }, "RECORDINGS_MAX_TOTAL_BYTES"},
+		{func(c *config) { c.FilesMaxBytes = 0 }, "FILES_MAX_BYTES"},
+		{func(c *config) { c.FilesMaxPerAgent = 0 }, "FILES_MAX_PER_AGENT"},
 	}
 	for i, tt := range tests {
 		cfg := defaults()
@@ -128,6 +138,11 @@ func TestServiceConfigKeepsTheDefaultsNotExposed(t *testing.T) {
 	if s.Hub.MessageRate != 7 || s.Hub.MessageBurst != d.Hub.MessageBurst || s.Enroll.AttemptsPerMinute != 30 ||
 		s.Enroll.AttemptBurst != 0 || s.Dispatch.MaxTTL != d.Dispatch.MaxTTL {
 		t.Fatalf("service config %+v", s)
+	}
+	cfg.TerminalRole, cfg.RecordInput, cfg.FilesMaxPerAgent = "operator", true, 9
+	if s := cfg.service().Sessions; s.TerminalRole != access.RoleOperator || s.FilesRole != access.RoleAdmin ||
+		!s.Config.RecordInput || s.Config.FilesMaxPerAgent != 9 || s.Config.TicketTTL != 30*time.Second {
+		t.Fatalf("sessions config %+v", s)
 	}
 }
 

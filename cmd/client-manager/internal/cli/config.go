@@ -69,6 +69,16 @@ type config struct {
 	MaxOutputBytes int           `envconfig:"MAX_OUTPUT_BYTES" desc:"output kept per command; more is cut and flagged truncated"`
 	Retention      time.Duration `envconfig:"RETENTION" desc:"how long finished commands are kept"`
 
+	TerminalRole            string        `envconfig:"TERMINAL_ROLE" desc:"least role that may open terminals, watch sessions and read recordings"`
+	FilesRole               string        `envconfig:"FILES_ROLE" desc:"least role that may upload, download, stat and list agents' files"`
+	RecordInput             bool          `envconfig:"RECORD_INPUT" desc:"record terminal keystrokes too (they may hold passwords)"`
+	RecordingRetention      time.Duration `envconfig:"RECORDING_RETENTION" desc:"how long an ended session's recording is kept"`
+	RecordingMaxBytes       int64         `envconfig:"RECORDING_MAX_BYTES" desc:"largest recording of one session; beyond, recording stops (the session goes on)"`
+	RecordingsMaxTotalBytes int64         `envconfig:"RECORDINGS_MAX_TOTAL_BYTES" desc:"all recordings together; beyond, the oldest ended ones are deleted"`
+	FilesMaxBytes           int64         `envconfig:"FILES_MAX_BYTES" desc:"largest upload (413 before the agent is asked)"`
+	FilesMaxPerAgent        int           `envconfig:"FILES_MAX_PER_AGENT" desc:"file transfers running at once per agent (429 beyond)"`
+	TerminalTicketTTL       time.Duration `envconfig:"TERMINAL_TICKET_TTL" desc:"how long a single-use terminal ticket is valid"`
+
 	EnrollRate    int           `envconfig:"ENROLL_RATE" desc:"enrollment attempts per minute per caller IP"`
 	BootstrapUses int           `envconfig:"BOOTSTRAP_USES" desc:"agents the bootstrap token written on first start enrolls"`
 	BootstrapTTL  time.Duration `envconfig:"BOOTSTRAP_TTL" desc:"how long that token is valid (negative: forever)"`
@@ -99,6 +109,12 @@ func defaults() config {
 		CommandTimeout: d.Dispatch.DefaultTimeout, MaxOutputBytes: d.Dispatch.MaxOutputBytes,
 		Retention: d.Dispatch.Retention,
 
+		TerminalRole: d.Sessions.TerminalRole.String(), FilesRole: d.Sessions.FilesRole.String(),
+		RecordInput: d.Sessions.Config.RecordInput, RecordingRetention: d.Sessions.Config.RecordingRetention,
+		RecordingMaxBytes: d.Sessions.Config.RecordingMaxBytes, RecordingsMaxTotalBytes: d.Sessions.Config.RecordingsMaxTotalBytes,
+		FilesMaxBytes: d.Sessions.Config.FilesMaxBytes, FilesMaxPerAgent: d.Sessions.Config.FilesMaxPerAgent,
+		TerminalTicketTTL: d.Sessions.Config.TicketTTL,
+
 		EnrollRate: d.Enroll.AttemptsPerMinute, BootstrapUses: d.Enroll.BootstrapUses,
 		BootstrapTTL: d.Enroll.BootstrapTTL,
 	}
@@ -117,6 +133,9 @@ func (c config) validate() error {
 	case c.EventWriteTimeout <= 0:
 		return errors.New("CLIENT_MANAGER_EVENT_WRITE_TIMEOUT must be positive")
 	}
+	if err := c.validateSessions(); err != nil {
+		return err
+	}
 	if err := c.timeouts().Validate(Prefix + "_"); err != nil {
 		return err
 	}
@@ -124,6 +143,36 @@ func (c config) validate() error {
 		return fmt.Errorf("CLIENT_MANAGER_ALLOWED_ORIGINS: %w", err)
 	}
 	return nil
+}
+
+// validateSessions checks the terminal and file settings.
+func (c config) validateSessions() error {
+	for name, v := range map[string]string{"TERMINAL_ROLE": c.TerminalRole, "FILES_ROLE": c.FilesRole} {
+		if _, err := access.ParseRole(v); err != nil {
+			return fmt.Errorf("%s_%s: %w", Prefix, name, err)
+		}
+	}
+	switch {
+	case c.RecordingRetention <= 0 || c.TerminalTicketTTL <= 0:
+		return errors.New("CLIENT_MANAGER_RECORDING_RETENTION and CLIENT_MANAGER_TERMINAL_TICKET_TTL must be positive")
+	case c.RecordingMaxBytes < 1024 || c.RecordingsMaxTotalBytes < c.RecordingMaxBytes:
+		return errors.New("CLIENT_MANAGER_RECORDING_MAX_BYTES must be at least 1024 and CLIENT_MANAGER_RECORDINGS_MAX_TOTAL_BYTES at least that")
+	case c.FilesMaxBytes < 1 || c.FilesMaxPerAgent < 1:
+		return errors.New("CLIENT_MANAGER_FILES_MAX_BYTES and CLIENT_MANAGER_FILES_MAX_PER_AGENT must be at least 1")
+	}
+	return nil
+}
+
+// sessions returns the terminal and file settings (validated already).
+func (c config) sessions() cmservice.Sessions {
+	s := cmservice.DefaultSessions()
+	s.TerminalRole, _ = access.ParseRole(c.TerminalRole)
+	s.FilesRole, _ = access.ParseRole(c.FilesRole)
+	s.Config.RecordInput, s.Config.RecordingRetention = c.RecordInput, c.RecordingRetention
+	s.Config.RecordingMaxBytes, s.Config.RecordingsMaxTotalBytes = c.RecordingMaxBytes, c.RecordingsMaxTotalBytes
+	s.Config.FilesMaxBytes, s.Config.FilesMaxPerAgent = c.FilesMaxBytes, c.FilesMaxPerAgent
+	s.Config.TicketTTL = c.TerminalTicketTTL
+	return s
 }
 
 // timeouts returns the HTTP server's timeouts.
@@ -162,5 +211,6 @@ func (c config) service() cmservice.Config {
 	s.Dispatch.DefaultTimeout, s.Dispatch.MaxOutputBytes, s.Dispatch.Retention = c.CommandTimeout, c.MaxOutputBytes, c.Retention
 
 	s.Enroll.AttemptsPerMinute, s.Enroll.BootstrapUses, s.Enroll.BootstrapTTL = c.EnrollRate, c.BootstrapUses, c.BootstrapTTL
+	s.Sessions = c.sessions()
 	return s
 }
