@@ -112,7 +112,21 @@ func (s *simulator) stop(t *testing.T) string {
 
 func postJSON(t *testing.T, url, body string, out any) int {
 	t.Helper()
-	res, err := httpc.Post(url, "application/json", strings.NewReader(body))
+	return postJSONAuth(t, url, "", body, out)
+}
+
+// postJSONAuth is postJSON with an operator token ("" sends none).
+func postJSONAuth(t *testing.T, url, token, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := httpc.Do(req)
 	if err != nil {
 		return 0
 	}

@@ -133,7 +133,7 @@ func TestFilesRefused(t *testing.T) {
 		{"traversal", "GET", share + "/../" + filepath.Base(outside) + "/secret", nil, nil, http.StatusForbidden, "path_outside_roots"},
 		{"through a symlink", "GET", filepath.Join(share, "escape", "secret"), nil, nil, http.StatusForbidden, "path_outside_roots"},
 		{"upload through a symlink", "PUT", filepath.Join(share, "escape", "new"), data, nil, http.StatusForbidden, "path_outside_roots"},
-		{"relative path", "GET", "secret", nil, nil, http.StatusBadRequest, "path_invalid"},
+		{"relative path", "GET", "secret", nil, nil, http.StatusBadRequest, "invalid_query"},
 		{"missing file", "GET", filepath.Join(share, "none"), nil, nil, http.StatusNotFound, "file_not_found"},
 		{"corrupted chunk", "PUT", filepath.Join(share, "c.bin"), corrupt, map[string]string{"X-Content-SHA256": sha(data)},
 			http.StatusUnprocessableEntity, "digest_mismatch"},
@@ -208,15 +208,16 @@ func TestUploadResumesAfterServerKill(t *testing.T) {
 	f := startSessionFixture(t, nil, "--files-root", share, "--files-max-size", strconv.Itoa(size))
 	data := randomBytes(t, size)
 	dest, digest := filepath.Join(share, "resume.bin"), sha(data)
-	r := &pausingReader{data: data, pauseAt: size / 2, paused: make(chan struct{}), release: make(chan struct{})}
+	paused, release := make(chan struct{}), make(chan struct{})
+	r := &pausingReader{data: data, pauseAt: size / 2, paused: paused, release: release}
 	done := make(chan int, 1)
 	go func() {
 		code, _, _ := uploadQuiet(f.fileURL("", dest, ""), r, int64(size), map[string]string{"X-Content-SHA256": digest})
 		done <- code
 	}()
-	<-r.paused
+	<-paused
 	f.killServer(t)
-	close(r.release)
+	close(release)
 	<-done
 	waitOnline(t, f.base, 15*time.Second)
 	total := strconv.Itoa(size)

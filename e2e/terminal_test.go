@@ -314,7 +314,7 @@ func checkSessionAudited(t *testing.T, f *sessionFixture, id string) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		code, body := get(f.base + "/api/audit?limit=200")
-		if code == http.StatusOK && strings.Contains(body, id) && strings.Contains(body, "exit_code") {
+		if code == http.StatusOK && strings.Contains(body, "session "+id+" exit ") {
 			if strings.Contains(body, "ticket=") {
 				t.Fatalf("audit log holds a ticket: %s", body)
 			}
@@ -379,29 +379,30 @@ func TestTerminalRefused(t *testing.T) {
 	t.Parallel()
 	f := startSessionFixture(t, nil)
 	wsBase := "ws" + strings.TrimPrefix(f.base, "http")
+	// Once an operator token exists, loopback callers need one too.
+	var admin, viewer struct{ Token string }
+	if code := postJSON(t, f.base+"/api/tokens", `{"name":"admin","role":"admin"}`, &admin); code != http.StatusCreated {
+		t.Fatalf("create admin token = %d", code)
+	}
+	adminHdr := http.Header{"Authorization": {"Bearer " + admin.Token}}
+	if code := postJSONAuth(t, f.base+"/api/tokens", admin.Token, `{"name":"viewer","role":"viewer"}`, &viewer); code != http.StatusCreated {
+		t.Fatalf("create viewer token = %d", code)
+	}
+	viewerHdr := http.Header{"Authorization": {"Bearer " + viewer.Token}}
 	cases := []struct {
 		name, path string
 		hdr        http.Header
 		status     int
 		code       string
 	}{
-		{"agent does not allow it", "/api/clients/" + f.id + "/terminal", nil, http.StatusConflict, "terminal_not_allowed"},
-		{"unknown agent", "/api/clients/nope/terminal", nil, http.StatusNotFound, "not_found"},
-		{"unknown session", "/api/sessions/nope/watch", nil, http.StatusNotFound, "not_found"},
+		{"agent does not allow it", "/api/clients/" + f.id + "/terminal", adminHdr, http.StatusConflict, "terminal_not_allowed"},
+		{"unknown agent", "/api/clients/nope/terminal", adminHdr, http.StatusNotFound, "not_found"},
+		{"unknown session", "/api/sessions/nope/watch", adminHdr, http.StatusNotFound, "not_found"},
 		{"bad ticket", "/api/clients/" + f.id + "/terminal?ticket=forged", nil, http.StatusUnauthorized, "ticket_invalid"},
-		{"bad query", "/api/clients/" + f.id + "/terminal?cols=wide", nil, http.StatusBadRequest, "invalid_query"},
+		{"no credentials", "/api/clients/" + f.id + "/terminal", nil, http.StatusUnauthorized, "unauthorized"},
+		{"bad query", "/api/clients/" + f.id + "/terminal?cols=wide", adminHdr, http.StatusBadRequest, "invalid_query"},
+		{"viewer role", "/api/clients/" + f.id + "/terminal", viewerHdr, http.StatusForbidden, "forbidden"},
 	}
-	var viewer struct{ Token string }
-	if code := postJSON(t, f.base+"/api/tokens", `{"name":"viewer","role":"viewer"}`, &viewer); code != http.StatusCreated {
-		t.Fatalf("create viewer token = %d", code)
-	}
-	cases = append(cases, struct {
-		name, path string
-		hdr        http.Header
-		status     int
-		code       string
-	}{"viewer role", "/api/clients/" + f.id + "/terminal", http.Header{"Authorization": {"Bearer " + viewer.Token}},
-		http.StatusForbidden, "forbidden"})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -415,7 +416,14 @@ func TestTerminalRefused(t *testing.T) {
 			}
 		})
 	}
-	if code, body := get(f.base + "/api/clients?status=online"); code != http.StatusOK || !strings.Contains(body, f.id) {
-		t.Fatalf("agent not online after the refusals: %d %s", code, body)
+	req, _ := http.NewRequest(http.MethodGet, f.base+"/api/clients?status=online", nil)
+	req.Header = adminHdr
+	res, err := httpc.Do(req)
+	if err != nil {
+		t.Fatalf("list clients: %v", err)
+	}
+	defer res.Body.Close()
+	if body := responseText(res); res.StatusCode != http.StatusOK || !strings.Contains(body, f.id) {
+		t.Fatalf("agent not online after the refusals: %d %s", res.StatusCode, body)
 	}
 }
